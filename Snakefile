@@ -1,0 +1,35 @@
+# euroflow: data preparation -> tokenizer -> Megatron-Core pretraining -> evaluation -> quantization.
+# Run config: --configfile workflow/configs/<name>.yaml (default: the tiny CPU demo).
+from pathlib import Path
+
+from euroflow.config import validate as validate_run_config, write_resolved
+from euroflow.paths import RunPaths
+
+
+configfile: "workflow/configs/tiny.yaml"
+
+
+validate_run_config(config, source="run config")
+paths = RunPaths(config)
+LANGS = config["languages"]
+write_resolved(config, paths.resolved_config)
+
+
+wildcard_constraints:
+    lang="|".join(LANGS),
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/tokenizer.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/quantize.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        paths.parity_report("md"),
+        paths.loss_curve,
+        paths.eval_file("report.md"),
+        paths.quality("md"),

@@ -1,0 +1,82 @@
+"""The ``euroflow`` command: thin; each room has its own ``cli.main``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+from euroflow.errors import EuroflowError
+
+ROOMS = {
+    "data": "euroflow.data.cli",
+    "tokenizer": "euroflow.tokenizer.cli",
+    "train": "euroflow.train.cli",
+    "evaluate": "euroflow.evaluate.cli",
+    "quantize": "euroflow.quantize.cli",
+    "prov": "euroflow.provenance.cli",
+}
+
+USAGE = """usage: euroflow COMMAND ...
+
+commands:
+  config check PATH     validate a run config (prints the resolved config with --print)
+  languages             list the language registry
+  data ...              data preparation: shards, cleaning, sampling, tokenization
+  tokenizer ...         tokenizer training and fertility/parity report
+  train ...             Megatron-Core pretraining and Hugging Face export
+  evaluate ...          bits-per-byte and multiple-choice evaluation
+  quantize ...          GGUF and int8 variants, quality table
+  prov ...              the provenance store: runs, jobs, artifacts
+"""
+
+
+def _config(argv: list[str]) -> int:
+    from euroflow import config
+
+    if len(argv) < 2 or argv[0] != "check":
+        print("usage: euroflow config check PATH [--print]", file=sys.stderr)
+        return 2
+    resolved = config.load(argv[1])
+    if "--print" in argv:
+        print(json.dumps(resolved, indent=2))
+    else:
+        print(f"{argv[1]}: valid ({len(resolved['languages'])} languages, hash {config.config_hash(resolved)[:12]})")
+    return 0
+
+
+def _languages(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from euroflow.languages import LANGUAGES
+
+    table = Table("key", "language", "HPLT", "FLORES-200", "group")
+    for lang in LANGUAGES.values():
+        table.add_row(lang.key, lang.name, lang.hplt, lang.flores, lang.group)
+    Console().print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "config":
+            return _config(rest)
+        if command == "languages":
+            return _languages(rest)
+        if command in ROOMS:
+            return importlib.import_module(ROOMS[command]).main(rest) or 0
+    except EuroflowError as exc:
+        print(f"euroflow: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"euroflow: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+# Evaluation: bits-per-byte on FLORES test for every language, multiple-choice accuracy, report.
+# Rule bodies call `euroflow evaluate ...` (src/euroflow/evaluate/cli.py).
+
+
+rule bits_per_byte:
+    input:
+        paths.hf_model,
+    output:
+        paths.eval_file("bpb.json"),
+    log:
+        paths.log("bits_per_byte"),
+    params:
+        data_root=paths.data_root,
+        languages=",".join(config["evaluation"]["bpb_languages"]),
+    threads: 2
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow evaluate bpb --model {input} --data-root {params.data_root}"
+        " --languages {params.languages} --out {output} > {log} 2>&1"
+
+
+rule multiple_choice:
+    input:
+        paths.hf_model,
+    output:
+        paths.eval_file("multiple_choice.json"),
+    log:
+        paths.log("multiple_choice"),
+    params:
+        data_root=paths.data_root,
+        tasks=",".join(config["evaluation"]["multiple_choice"]),
+        max_items=config["evaluation"].get("max_mc_items", 0),
+    threads: 2
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow evaluate mc --model {input} --data-root {params.data_root} --tasks {params.tasks}"
+        " --max-items {params.max_items} --out {output} > {log} 2>&1"
+
+
+rule evaluation_report:
+    input:
+        bpb=paths.eval_file("bpb.json"),
+        mc=paths.eval_file("multiple_choice.json"),
+    output:
+        json=paths.eval_file("report.json"),
+        table=paths.eval_file("report.md"),
+        plot=paths.eval_file("report.png"),
+    log:
+        paths.log("evaluation_report"),
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow evaluate report --bpb {input.bpb} --mc {input.mc} --out-json {output.json}"
+        " --out-md {output.table} --out-png {output.plot} > {log} 2>&1"

@@ -1,0 +1,54 @@
+# Quantization for edge devices: GGUF (llama.cpp) and torch int8 weight-only, with a quality table.
+# Rule bodies call `euroflow quantize ...` (src/euroflow/quantize/cli.py).
+
+
+rule gguf:
+    input:
+        paths.hf_model,
+    output:
+        paths.gguf("{qtype}"),
+    log:
+        paths.log("gguf/{qtype}"),
+    wildcard_constraints:
+        qtype="F16|Q8_0|Q4_0",
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow quantize gguf --model {input} --type {wildcards.qtype} --out {output} > {log} 2>&1"
+
+
+rule int8:
+    input:
+        paths.hf_model,
+    output:
+        paths.int8,
+    log:
+        paths.log("int8"),
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow quantize int8 --model {input} --out {output} > {log} 2>&1"
+
+
+rule quantization_quality:
+    """Bits-per-byte of every variant on the FLORES test sentences, against the unquantized model."""
+    input:
+        model=paths.hf_model,
+        gguf=[paths.gguf(q) for q in config["quantization"]["gguf"]],
+        int8=[paths.int8] if config["quantization"]["torch_int8"] else [],
+    output:
+        json=paths.quality("json"),
+        table=paths.quality("md"),
+    log:
+        paths.log("quantization_quality"),
+    params:
+        data_root=paths.data_root,
+        languages=",".join(config["evaluation"]["bpb_languages"]),
+        int8=lambda wildcards, input: f"--int8 {input.int8}" if input.int8 else "",
+    threads: 2
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow quantize quality --model {input.model} --gguf {input.gguf} {params.int8}"
+        " --data-root {params.data_root} --languages {params.languages}"
+        " --out-json {output.json} --out-md {output.table} > {log} 2>&1"

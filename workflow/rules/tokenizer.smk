@@ -1,0 +1,42 @@
+# Tokenizer: SentencePiece BPE (byte fallback) trained on a blend-weighted sample; fertility/parity report.
+# Rule bodies call `euroflow tokenizer ...` (src/euroflow/tokenizer/cli.py).
+
+
+rule train_tokenizer:
+    """Train on text sampled with the blend's language weights, so small languages are not starved."""
+    input:
+        shards=expand(paths.clean_shard("{lang}"), lang=LANGS),
+        blend=paths.blend,
+    output:
+        directory(paths.tokenizer),
+    log:
+        paths.log("train_tokenizer"),
+    params:
+        config=paths.resolved_config,
+        tokenizer=config["tokenizer"],
+        seed=config["run"]["seed"],
+    threads: 2
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow tokenizer train --config {params.config} --shards {input.shards} --blend {input.blend}"
+        " --out {output} > {log} 2>&1"
+
+
+rule tokenizer_parity:
+    """Tokens per word/sentence and parity relative to English on FLORES train+dev (never trained on)."""
+    input:
+        paths.tokenizer,
+    output:
+        json=paths.parity_report("json"),
+        table=paths.parity_report("md"),
+    log:
+        paths.log("tokenizer_parity"),
+    params:
+        data_root=paths.data_root,
+        languages=",".join(LANGS),
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow tokenizer parity --tokenizer {input} --data-root {params.data_root}"
+        " --languages {params.languages} --out-json {output.json} --out-md {output.table} > {log} 2>&1"

@@ -1,0 +1,44 @@
+# Pretraining with Megatron-Core (gloo on CPU, NCCL on GPUs) and export to a Hugging Face Llama.
+# Rule bodies call `euroflow train ...` (src/euroflow/train/cli.py).
+
+
+rule pretrain:
+    """Llama-style GPTModel on the blended indexed datasets; resumes from the latest checkpoint."""
+    input:
+        data=expand(paths.tokenized_prefix("{lang}") + ".bin", lang=LANGS),
+        blend=paths.blend,
+        tokenizer=paths.tokenizer,
+    output:
+        checkpoints=directory(paths.checkpoints),
+        log=paths.train_log,
+        curve=paths.loss_curve,
+    log:
+        paths.log("pretrain"),
+    params:
+        config=paths.resolved_config,
+        science={k: config[k] for k in ("model", "training")},
+        out_dir=lambda wildcards, output: Path(output.log).parent,
+    threads: 2
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow train pretrain --config {params.config} --blend {input.blend} --tokenizer {input.tokenizer}"
+        " --out {params.out_dir} 2>&1 | tee {log}"
+
+
+rule export_hf:
+    """Convert the final checkpoint to LlamaForCausalLM; fails unless logits match Megatron (< 1e-4)."""
+    input:
+        checkpoints=paths.checkpoints,
+        tokenizer=paths.tokenizer,
+    output:
+        directory(paths.hf_model),
+    log:
+        paths.log("export_hf"),
+    params:
+        config=paths.resolved_config,
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow train export-hf --config {params.config} --checkpoints {input.checkpoints}"
+        " --tokenizer {input.tokenizer} --out {output} > {log} 2>&1"
