@@ -85,3 +85,9 @@ def test_write_resolved_keeps_mtime_when_unchanged(tmp_path):
     resolved["training"]["lr"] = 1.0
     config.write_resolved(resolved, target)
     assert target.stat().st_mtime_ns != before or '"lr": 1.0' in target.read_text()
+
+
+def test_resolved_json_config_loads_back_identically(tmp_path):
+    resolved = config.load(TINY)
+    target = config.write_resolved(resolved, tmp_path / "config.resolved.json")
+    assert config.load(target) == resolved

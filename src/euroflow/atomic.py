@@ -27,8 +27,9 @@ def atomic_path(final: str | os.PathLike, *, directory: bool = False) -> Iterato
         tmp = Path(name)
     try:
         yield tmp
-        if not directory and tmp.exists():
-            os.chmod(tmp, 0o666 & ~_umask())
+        # mkstemp/mkdtemp create owner-only paths; give the result the usual umask permissions
+        if tmp.exists():
+            os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
         if directory and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -95,9 +95,12 @@ def load(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            config = yaml.safe_load(fh)
+            # YAML 1.1 reads JSON's 1e-05 as a string, so resolved (JSON) configs get the JSON parser
+            config = json.load(fh) if path.suffix == ".json" else yaml.safe_load(fh)
     except FileNotFoundError:
         raise EuroflowError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as exc:
+        raise EuroflowError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

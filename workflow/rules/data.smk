@@ -32,7 +32,8 @@ rule clean_shard:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data clean --config {params.config} --input {input} --out {output.shard}"
+        "euroflow data clean --config {params.config} --lang {wildcards.lang} --input {input}"
+        " --out {output.shard}"
         " --stats {output.stats} > {log} 2>&1"
 
 

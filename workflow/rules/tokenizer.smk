@@ -34,7 +34,7 @@ rule tokenizer_parity:
         paths.log("tokenizer_parity"),
     params:
         data_root=paths.data_root,
-        languages=",".join(LANGS),
+        languages=" ".join(LANGS),
     conda:
         "../../envs/euroflow.yaml"
     shell:
