@@ -1,0 +1,1 @@
+"""Data room: HPLT-style shards, NTREX demo source, cleaning, sampling, tokenization, FLORES."""

@@ -1,0 +1,1 @@
+"""Tokenizer room: SentencePiece BPE training with Hugging Face files, fertility/parity report."""

@@ -1,0 +1,140 @@
+"""Sampling weights on hand-checkable numbers, and the blend files' formats."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from euroflow import config as run_config
+from euroflow.data import cli
+from euroflow.data.sampling import (
+    compute_blend,
+    explicit_weights,
+    temperature_weights,
+    unimax_allocation,
+    unimax_weights,
+)
+from euroflow.errors import EuroflowError
+
+TINY = Path(__file__).resolve().parents[2] / "workflow" / "configs" / "tiny.yaml"
+SIZES = {"a": 100, "b": 400, "c": 1600}
+
+
+def test_temperature_alpha_one_is_proportional():
+    w = temperature_weights(SIZES, alpha=1.0)
+    assert w == pytest.approx({"a": 100 / 2100, "b": 400 / 2100, "c": 1600 / 2100})
+
+
+def test_temperature_alpha_half_by_hand():
+    # sqrt: 10, 20, 40 -> 1/7, 2/7, 4/7
+    assert temperature_weights(SIZES, alpha=0.5) == pytest.approx({"a": 1 / 7, "b": 2 / 7, "c": 4 / 7})
+
+
+def test_temperature_small_alpha_tends_to_uniform():
+    w = temperature_weights(SIZES, alpha=1e-6)
+    assert max(w.values()) - min(w.values()) < 1e-5
+    default = temperature_weights(SIZES)  # alpha 0.3 lies between
+    assert w["a"] > default["a"] > 100 / 2100
+
+
+def test_temperature_empty_language_gets_zero():
+    assert temperature_weights({"a": 0, "b": 5}, 0.3) == {"a": 0.0, "b": 1.0}
+
+
+def test_unimax_by_hand_with_caps():
+    sizes = {"c": 1000, "a": 10, "b": 100}
+    # budget 600, 2 epochs: a: min(200, 20) = 20; b: min(580/2 = 290, 200) = 200; c: 380
+    alloc = unimax_allocation(sizes, budget=600, max_epochs=2)
+    assert alloc == pytest.approx({"c": 380, "a": 20, "b": 200})
+    assert unimax_weights(sizes, 600, 2) == pytest.approx({"c": 380 / 600, "a": 20 / 600, "b": 200 / 600})
+    assert all(alloc[k] <= 2 * sizes[k] for k in sizes)
+
+
+def test_unimax_uniform_when_no_cap_binds_and_all_capped_when_budget_huge():
+    sizes = {"a": 1000, "b": 2000, "c": 3000}
+    assert unimax_weights(sizes, budget=300, max_epochs=1) == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
+    alloc = unimax_allocation(sizes, budget=10**9, max_epochs=4)
+    assert alloc == pytest.approx({"a": 4000, "b": 8000, "c": 12000})
+
+
+def test_explicit_weights_normalized_and_negative_names_key():
+    assert explicit_weights({"a": 1, "b": 3}, ["a", "b"]) == {"a": 0.25, "b": 0.75}
+    with pytest.raises(EuroflowError, match=r"^sampling\.weights\.b: negative weight -2"):
+        explicit_weights({"a": 1, "b": -2}, ["a", "b"])
+    with pytest.raises(EuroflowError, match=r"sampling\.weights\.b: missing"):
+        explicit_weights({"a": 1}, ["a", "b"])
+
+
+def test_schema_rejects_negative_weight_naming_key():
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["languages"] = ["de", "en"]
+    cfg["sampling"] = {"policy": "explicit", "weights": {"de": 1.0, "en": -0.5}}
+    with pytest.raises(EuroflowError, match=r"sampling\.weights\.en"):
+        run_config.validate(copy.deepcopy(cfg), "x.yaml")
+
+
+def _stats(lang, chars, docs=10):
+    return {"lang": lang, "chars_out": chars, "docs_out": docs}
+
+
+def test_compute_blend_contract_fields_and_zero_weight_left_out_of_megatron():
+    blend = compute_blend(
+        [_stats("de", 300), _stats("en", 100), _stats("ka", 0, 0)],
+        {"policy": "explicit", "weights": {"de": 1, "en": 1, "ka": 0}},
+        "results/tiny/indexed/",
+        ["en", "de", "ka"],
+    )
+    assert [e["lang"] for e in blend["languages"]] == ["en", "de", "ka"]
+    assert [e["prefix"] for e in blend["languages"]] == ["results/tiny/indexed/en", "results/tiny/indexed/de", "results/tiny/indexed/ka"]
+    assert sum(e["weight"] for e in blend["languages"]) == pytest.approx(1.0)
+    assert blend["megatron_blend"] == [0.5, "results/tiny/indexed/en", 0.5, "results/tiny/indexed/de"]
+    # budget = corpus (400 chars): en is read 0.5*400/100 = 2 times, de 0.5*400/300
+    epochs = {e["lang"]: e["expected_epochs"] for e in blend["languages"]}
+    assert epochs["ka"] is None
+    assert epochs["en"] == pytest.approx(2.0) and epochs["de"] == pytest.approx(2 / 3)
+
+
+def test_compute_blend_requires_stats_for_every_language():
+    with pytest.raises(EuroflowError, match="no statistics for language ka"):
+        compute_blend([_stats("de", 3)], {"policy": "temperature"}, "p", ["de", "ka"])
+
+
+def test_blend_cli_writes_three_files(tmp_path):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["languages"] = ["de", "en", "ka"]
+    cfg["sampling"] = {"policy": "unimax", "unimax_max_epochs": 1, "budget_chars": 900}
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    stats = []
+    for lang, chars in (("de", 1000), ("en", 200), ("ka", 500)):
+        stats.append(tmp_path / f"{lang}.json")
+        stats[-1].write_text(json.dumps(_stats(lang, chars)))
+    out = tmp_path / "blend"
+    assert cli.main(["blend", "--config", str(cfg_path), "--stats", *map(str, stats), "--prefix-dir", "idx", "--out-dir", str(out)]) == 0
+    blend = json.loads((out / "blend.json").read_text())
+    # en: min(300, 200) = 200; ka: min(700/2 = 350, 500) = 350; de: 350
+    assert {e["lang"]: e["weight"] for e in blend["languages"]} == pytest.approx({"de": 350 / 900, "en": 200 / 900, "ka": 350 / 900})
+    assert blend["policy"] == "unimax" and blend["params"]["max_epochs"] == 1
+    args = (out / "data_args.txt").read_text().split()
+    assert args[1::2] == ["idx/de", "idx/en", "idx/ka"]
+    assert [float(x) for x in args[0::2]] == pytest.approx([350 / 900, 200 / 900, 350 / 900])
+    assert [float(x) for x in args[0::2]] == blend["megatron_blend"][0::2]
+    md = (out / "blend.md").read_text()
+    assert "| en | 10 | 200 |" in md and "unimax" in md
+
+
+def test_blend_cli_rejects_negative_explicit_weight(tmp_path, capsys):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["languages"] = ["de", "en"]
+    cfg["sampling"] = {"policy": "explicit", "weights": {"de": -1, "en": 1}}
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    stats = tmp_path / "de.json"
+    stats.write_text(json.dumps(_stats("de", 10)))
+    assert cli.main(["blend", "--config", str(cfg_path), "--stats", str(stats), "--prefix-dir", "i", "--out-dir", str(tmp_path / "o")]) == 1
+    assert "sampling.weights.de" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "blend.json").exists()
