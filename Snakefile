@@ -4,6 +4,7 @@ from pathlib import Path
 
 from euroflow.config import validate as validate_run_config, write_resolved
 from euroflow.paths import RunPaths
+from euroflow.provenance import announce_run_context
 
 
 configfile: "workflow/configs/tiny.yaml"
@@ -17,6 +18,15 @@ write_resolved(config, paths.resolved_config)
 
 wildcard_constraints:
     lang="|".join(LANGS),
+
+
+onstart:
+    # every job of this run is recorded by the euroflow logger plugin (profiles set `logger: [euroflow]`)
+    announce_run_context(
+        config,
+        db=paths.provenance_db,
+        config_path=workflow.configfiles[-1] if workflow.configfiles else None,
+    )
 
 
 include: "workflow/rules/data.smk"

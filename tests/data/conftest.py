@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def bundle_root() -> Path:
-    root = Path(os.environ.get("EUROFLOW_DATA") or REPO.parent / "shared" / "data" / "multilingual")
-    assert (root / "parallel" / "ntrex128" / "DOCUMENT_IDS.tsv").is_file(), f"multilingual bundle not found at {root}"
-    return root
-
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    return bundle_root()
-
 
 @pytest.fixture(scope="session")
 def small_tokenizer(tmp_path_factory, data_root) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "workflow" / "configs" / "tiny.yaml"
-
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    root = Path(os.environ.get("EUROFLOW_DATA") or REPO.parent / "shared" / "data" / "multilingual")
-    assert (root / "parallel" / "ntrex128" / "DOCUMENT_IDS.tsv").is_file(), f"multilingual bundle not found at {root}"
-    return root
 
 
 @pytest.fixture(scope="session")

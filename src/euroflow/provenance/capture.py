@@ -1,0 +1,334 @@
+"""Turn Snakemake 9 log events into provenance records.
+
+Fed by the logger plugin ``snakemake_logger_plugin_euroflow`` (one thread, in order), so
+no rule has to remember to record anything. Events used:
+
+- ``workflow_started``: the run (id = Snakemake's workflow id), command, host, versions;
+- a record carrying ``euroflow_run_context`` (sent by :func:`announce_run_context` from the
+  Snakefile's ``onstart``): the resolved run config, its hash and the database path;
+- ``job_info``: a job attempt starts; its inputs are hashed (``used`` edges);
+- ``job_finished``: it succeeded; outputs, logs and benchmark are hashed (``generated``);
+- ``job_error`` / ``group_error``: it failed; the preceding ``error`` event gives the reason;
+- ``error``: workflow-level errors; the run ends (status, time) when the handler closes.
+
+Until the database path is known (from the plugin setting or the run context), events are
+kept in memory and replayed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from euroflow.provenance import recorder
+from euroflow.provenance.context import RUN_CONTEXT_ATTR
+from euroflow.provenance.db import open_db, session_factory
+from euroflow.provenance.environment import git_state, package_versions
+from euroflow.provenance.hashing import DigestCache, Observation, observe
+
+# Snakemake appends " (label)" to some file names in job events (snakemake/io/fmt.py).
+_ANNOTATED = re.compile(
+    r"^(?P<path>.+?) \((?P<label>pipe|service|nodelocal|update|before update|access: [^,)]+|cached)?"
+    r"(?:, )?(?P<storage>retrieve from storage|only provide storage uri|send to storage|in storage)?\)$"
+)
+_EXIT_STATUS = re.compile(r"non-zero exit status (-?\d+)")
+# e.g. MissingOutputException: "... in rule noout in file ...: Job 0 completed successfully, but ..."
+_JOB_IN_ERROR = re.compile(r"\bin rule (?P<rule>\S+) in file .*?\bJob (?P<jobid>\d+)\b", re.DOTALL)
+
+
+@dataclass
+class _JobState:
+    db_id: int
+    rule: str
+    started: float
+    products: list[tuple[str, str]]  # (role, path as Snakemake names it)
+    logs: list[str]
+    done: bool = False
+    failed: bool = False
+
+
+@dataclass
+class _Error:
+    message: str
+    exception: str | None
+    created: float
+    consumed: bool = False
+
+
+@dataclass
+class _RunState:
+    run_id: str
+    workdir: str
+    jobs: dict[int, _JobState] = field(default_factory=dict)
+    errors: list[_Error] = field(default_factory=list)
+
+
+def parse_file_name(name: str) -> tuple[str, str] | None:
+    """(kind, path) for a file name from a job event; None for a not-yet-known checkpoint
+    target. kind is "file" (hash it), "pipe" (no content on disk) or "storage" (a URI)."""
+    name = str(name)
+    if name == "<TBD>":
+        return None
+    match = _ANNOTATED.match(name)
+    if match and (match["label"] or match["storage"]):
+        if match["storage"]:
+            return "storage", match["path"]
+        if match["label"] in ("pipe", "service"):
+            return "pipe", match["path"]
+        return "file", match["path"]
+    return "file", name
+
+
+class RunCapture:
+    """Records one Snakemake run from its log events. ``db`` may come later (run context)."""
+
+    def __init__(self, db: str | os.PathLike | None = None) -> None:
+        self._engine: Engine | None = open_db(db) if db is not None else None
+        self._sessions = session_factory(self._engine) if self._engine is not None else None
+        self._pending: list[tuple[str | None, dict[str, Any], float]] = []
+        self._run: _RunState | None = None
+        self._cache = DigestCache()
+        self._context: dict[str, Any] | None = None
+        self.failures: list[str] = []  # events that could not be recorded
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run.run_id if self._run else None
+
+    @property
+    def unrecorded_jobs(self) -> int:
+        """Job events held back because no database path ever arrived."""
+        return sum(1 for event, _, _ in self._pending if event == "job_info")
+
+    def handle(self, event: str | None, fields: dict[str, Any], created: float) -> None:
+        """Process one log event: ``event`` is the Snakemake LogEvent value (or None),
+        ``fields`` the record's attributes, ``created`` its POSIX time."""
+        try:
+            context = fields.get(RUN_CONTEXT_ATTR)
+            if context is not None:
+                self._on_context(context)
+                return
+            if event not in _HANDLERS:
+                return
+            if self._engine is None:
+                self._pending.append((event, fields, created))
+                return
+            _HANDLERS[event](self, fields, created)
+        except Exception as exc:
+            self.failures.append(f"{event or 'run context'}: {exc.__class__.__name__}: {exc}")
+            raise
+
+    def close(self, now: float | None = None) -> str | None:
+        """End the run: its status is failed (a job or the workflow failed), incomplete
+        (jobs never finished, or events could not be recorded) or success. Returns the
+        status (None if no run was seen)."""
+        now = time.time() if now is None else now
+        if self._run is None or self._engine is None:
+            if self._engine is not None:
+                self._engine.dispose()
+            return None
+        state = self._run
+        unfinished = [job for job in state.jobs.values() if not job.done]
+        unattributed = [e for e in state.errors if not e.consumed]
+        # a job's latest attempt counts: a failure that a retry repaired does not fail the run
+        if any(job.failed for job in state.jobs.values()) or unattributed:
+            status = "failed"
+        elif unfinished or self.failures:
+            status = "incomplete"
+        else:
+            status = "success"
+        ended = recorder.utc(now)
+        with self._sessions.begin() as session:
+            for job in unfinished:
+                reason = unattributed[0].message if unattributed else "no end event before the run ended"
+                recorder.fail_job(
+                    session, job.db_id, ended, error=reason, status="incomplete",
+                    outputs=self._observe(job.logs, "log"),
+                )
+                job.done = True
+            error = unattributed[0].message if unattributed else None
+            if self.failures:
+                note = f"provenance capture failed for {len(self.failures)} event(s), first: {self.failures[0]}"
+                error = f"{error}\n{note}" if error else note
+            recorder.end_run(session, state.run_id, ended, status, error)
+        self._engine.dispose()
+        return status
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _on_context(self, context: dict[str, Any]) -> None:
+        self._context = context
+        if self._engine is None and context.get("db"):
+            self._engine = open_db(context["db"])
+            self._sessions = session_factory(self._engine)
+        if self._engine is None:
+            return
+        pending, self._pending = self._pending, []
+        for event, fields, created in pending:
+            _HANDLERS[event](self, fields, created)
+        self._apply_context()
+
+    def _apply_context(self) -> None:
+        if self._run is None or self._context is None:
+            return
+        with self._sessions.begin() as session:
+            recorder.set_run_config(
+                session,
+                self._run.run_id,
+                config_json=self._context["config_json"],
+                config_hash=self._context["config_hash"],
+                config_path=self._context.get("config_path"),
+            )
+
+    def _on_workflow_started(self, fields: dict[str, Any], created: float) -> None:
+        workdir = os.getcwd()
+        self._run = _RunState(run_id=str(fields["workflow_id"]), workdir=workdir)
+        snakefile = fields.get("snakefile_main")
+        commit, dirty = git_state(os.path.dirname(str(snakefile)) if snakefile else workdir)
+        with self._sessions.begin() as session:
+            recorder.start_run(
+                session,
+                self._run.run_id,
+                recorder.utc(created),
+                workdir=workdir,
+                snakefile=str(snakefile) if snakefile else None,
+                command=fields.get("cmd"),
+                host=fields.get("host"),
+                user=fields.get("user"),
+                snakemake_version=fields.get("snakemake_version"),
+                configfiles=[str(p) for p in fields.get("configfiles") or []],
+                snakemake_config_md5=fields.get("config_md5"),
+                git_commit=commit,
+                git_dirty=dirty,
+                packages=package_versions(),
+            )
+        self._apply_context()
+
+    def _on_job_info(self, fields: dict[str, Any], created: float) -> None:
+        if self._run is None:
+            return
+        jobid = int(fields["jobid"])
+        inputs = self._observe(fields.get("input") or [], "input")
+        products = [("output", str(f)) for f in fields.get("output") or []]
+        if fields.get("benchmark"):
+            products.append(("benchmark", str(fields["benchmark"])))
+        logs = [str(f) for f in fields.get("log") or []]
+        with self._sessions.begin() as session:
+            job = recorder.start_job(
+                session,
+                self._run.run_id,
+                jobid,
+                rule=str(fields["rule_name"]),
+                started_at=recorder.utc(created),
+                wildcards={str(k): str(v) for k, v in dict(fields.get("wildcards") or {}).items()},
+                shellcmd=fields.get("shellcmd"),
+                threads=fields.get("threads"),
+                is_local=fields.get("local"),
+                inputs=inputs,
+            )
+            self._run.jobs[jobid] = _JobState(job.id, job.rule, created, products, logs)
+
+    def _on_job_finished(self, fields: dict[str, Any], created: float) -> None:
+        job = self._job(fields.get("job_id"))
+        if job is None:
+            return
+        outputs = []
+        for role, name in job.products:
+            outputs += self._observe([name], role)
+        outputs += self._observe(job.logs, "log")
+        with self._sessions.begin() as session:
+            recorder.finish_job(session, job.db_id, recorder.utc(created), outputs)
+        job.done = True
+
+    def _on_job_error(self, fields: dict[str, Any], created: float) -> None:
+        job = self._job(fields.get("jobid"))
+        if job is None or job.done:
+            return
+        parts = [str(fields["rule_msg"])] if fields.get("rule_msg") else []
+        cause = self._cause_for(job)
+        if cause is not None:
+            parts.insert(0, cause.message)
+        for key, value in dict(fields.get("aux") or {}).items():
+            parts.append(f"{key}: {value}")
+        # the event's log list adds executor logs (e.g. the Slurm job's log) to the rule's own
+        logs = list(dict.fromkeys([*job.logs, *(str(f) for f in fields.get("log") or [])]))
+        self._fail(job, "\n".join(parts) or f"job {fields.get('jobid')} of rule {job.rule} failed", created, logs)
+
+    def _on_group_error(self, fields: dict[str, Any], created: float) -> None:
+        for info in fields.get("job_error_info") or []:
+            merged = dict(info)
+            if not merged.get("rule_msg"):
+                merged["rule_msg"] = fields.get("msg")
+            self._on_job_error(merged, created)
+
+    def _on_error(self, fields: dict[str, Any], created: float) -> None:
+        if self._run is None:
+            return
+        message = str(fields.get("msg") or fields.get("message") or "")
+        error = _Error(message, fields.get("exception"), created)
+        self._run.errors.append(error)
+        # errors found after a job ran (missing outputs) come without a job_error event
+        named = _JOB_IN_ERROR.search(message)
+        job = self._job(named["jobid"]) if named else None
+        if job is not None and not job.done and job.rule == named["rule"]:
+            error.consumed = True
+            self._fail(job, message, created)
+
+    def _fail(self, job: _JobState, error: str, created: float, logs: list[str] | None = None) -> None:
+        match = _EXIT_STATUS.search(error)
+        with self._sessions.begin() as session:
+            recorder.fail_job(
+                session,
+                job.db_id,
+                recorder.utc(created),
+                error=error,
+                exit_status=int(match[1]) if match else None,
+                outputs=self._observe(job.logs if logs is None else logs, "log"),
+            )
+        job.done = job.failed = True
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _job(self, jobid: Any) -> _JobState | None:
+        if self._run is None or jobid is None:
+            return None
+        return self._run.jobs.get(int(jobid))
+
+    def _cause_for(self, job: _JobState) -> _Error | None:
+        """The latest unattributed error event logged since the job started: Snakemake logs
+        the exception (with the exit status) just before the job_error event."""
+        for error in reversed(self._run.errors):
+            if not error.consumed and error.created >= job.started:
+                error.consumed = True
+                return error
+        return None
+
+    def _observe(self, names: list[Any], role: str) -> list[tuple[str, Observation]]:
+        observed = []
+        for name in names:
+            parsed = parse_file_name(name)
+            if parsed is None:
+                continue
+            kind, path = parsed
+            if kind == "file":
+                observation = observe(os.path.join(self._run.workdir, path), self._cache)
+            else:
+                full = path if kind == "storage" else os.path.abspath(os.path.join(self._run.workdir, path))
+                observation = Observation(full, kind, None, None)
+            observed.append((role, observation))
+        return observed
+
+
+_HANDLERS = {
+    "workflow_started": RunCapture._on_workflow_started,
+    "job_info": RunCapture._on_job_info,
+    "job_finished": RunCapture._on_job_finished,
+    "job_error": RunCapture._on_job_error,
+    "group_error": RunCapture._on_group_error,
+    "error": RunCapture._on_error,
+}

@@ -1,0 +1,71 @@
+"""Tell the provenance logger which run config (and database) this Snakemake run uses.
+
+Called from the Snakefile's ``onstart`` (head process, real runs only, before any job is
+scheduled). The context travels in-band as a Snakemake log record, so there is no side
+file to go stale and no race with the logger thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from euroflow.config import config_hash
+from euroflow.errors import EuroflowError
+
+RUN_CONTEXT_ATTR = "euroflow_run_context"
+SNAKEMAKE_LOGGER = "snakemake.logging"
+PLUGIN_MODULE = "snakemake_logger_plugin_euroflow"
+
+
+def canonical_config_json(config: dict) -> str:
+    """The text whose sha256 is :func:`euroflow.config.config_hash`."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def run_context(
+    config: dict, *, db: str | os.PathLike | None = None, config_path: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    context = {
+        "config_json": canonical_config_json(config),
+        "config_hash": config_hash(config),
+        "config_path": os.path.abspath(config_path) if config_path else None,
+        "db": os.path.abspath(db) if db else None,
+    }
+    return context
+
+
+def announce_run_context(
+    config: dict,
+    *,
+    db: str | os.PathLike | None = None,
+    config_path: str | os.PathLike | None = None,
+    logger: logging.Logger | None = None,
+    require_logger: bool = True,
+) -> dict[str, Any]:
+    """Send the resolved run config (and the provenance database path) to the logger plugin.
+
+    Raises if the plugin is not active in this process (``--logger euroflow`` missing), so a
+    real run is never left unrecorded. The database is opened here first, in Snakemake's main
+    thread, so that a database of a newer schema, or an unwritable path, stops the workflow
+    before any job runs.
+    """
+    plugin = sys.modules.get(PLUGIN_MODULE)
+    if require_logger and not (plugin is not None and len(plugin.ACTIVE_HANDLERS)):
+        raise EuroflowError(
+            "euroflow provenance: the Snakemake logger plugin is not active; "
+            "run snakemake with --logger euroflow (profiles/local sets it)"
+        )
+    context = run_context(config, db=db, config_path=config_path)
+    if context["db"]:
+        from euroflow.provenance.db import open_db  # SQLAlchemy/Alembic only when needed
+
+        open_db(context["db"]).dispose()
+    (logger or logging.getLogger(SNAKEMAKE_LOGGER)).info(
+        f"euroflow provenance: config sha256 {context['config_hash'][:16]}, database {context['db'] or '(plugin setting)'}",
+        extra={RUN_CONTEXT_ATTR: context},
+    )
+    return context

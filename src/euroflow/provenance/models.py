@@ -1,0 +1,150 @@
+"""The provenance schema, modelled after W3C PROV.
+
+Runs and jobs are activities, artifacts are entities, and ``used`` / ``generated`` are the
+edges between them. Times are UTC. Every change to these classes needs an Alembic revision
+in ``migrations/versions`` (the database is always created through the migrations).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints keep SQLite batch migrations (table rebuilds) deterministic.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("running", "success", "failed", "incomplete")
+JOB_STATUSES = ("running", "success", "failed", "incomplete")
+ARTIFACT_KINDS = ("file", "directory", "missing", "pipe", "storage")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Run(Base):
+    """One Snakemake invocation (a PROV activity); its id is Snakemake's workflow id."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ended_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    workdir: Mapped[str] = mapped_column(Text)
+    snakefile: Mapped[Optional[str]] = mapped_column(Text)
+    command: Mapped[Optional[str]] = mapped_column(Text)
+    host: Mapped[Optional[str]] = mapped_column(String(255))
+    user: Mapped[Optional[str]] = mapped_column(String(255))
+    snakemake_version: Mapped[Optional[str]] = mapped_column(String(64))
+    configfiles: Mapped[Optional[list]] = mapped_column(JSON)
+    snakemake_config_md5: Mapped[Optional[str]] = mapped_column(String(32))
+    config_path: Mapped[Optional[str]] = mapped_column(Text)
+    config_hash: Mapped[Optional[str]] = mapped_column(String(64))
+    config_json: Mapped[Optional[str]] = mapped_column(Text)
+    git_commit: Mapped[Optional[str]] = mapped_column(String(64))
+    git_dirty: Mapped[Optional[bool]] = mapped_column(Boolean)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+
+    jobs: Mapped[list["Job"]] = relationship(back_populates="run", order_by="Job.id")
+    packages: Mapped[list["RunPackage"]] = relationship(back_populates="run", order_by="RunPackage.name")
+
+
+class RunPackage(Base):
+    """A key package's version in the Snakemake head process of a run (None: not installed)."""
+
+    __tablename__ = "run_packages"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[Optional[str]] = mapped_column(String(128))
+
+    run: Mapped[Run] = relationship(back_populates="packages")
+
+
+class Job(Base):
+    """One attempt of one Snakemake job (a PROV activity informed by its run)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("run_id", "snakemake_jobid", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    snakemake_jobid: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    rule: Mapped[str] = mapped_column(String(255), index=True)
+    wildcards: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ended_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    exit_status: Mapped[Optional[int]] = mapped_column(Integer)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    shellcmd: Mapped[Optional[str]] = mapped_column(Text)
+    threads: Mapped[Optional[int]] = mapped_column(Integer)
+    is_local: Mapped[Optional[bool]] = mapped_column(Boolean)
+
+    run: Mapped[Run] = relationship(back_populates="jobs")
+    used: Mapped[list["Used"]] = relationship(back_populates="job", order_by="Used.artifact_id")
+    generated: Mapped[list["Generated"]] = relationship(back_populates="job", order_by="Generated.artifact_id")
+
+
+class Artifact(Base):
+    """A PROV entity: the content found at a path. Same path and same sha256: same artifact."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("path", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, index=True)
+    sha256: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    size: Mapped[Optional[int]] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Used(Base):
+    """PROV ``used``: a job read an artifact (role: input)."""
+
+    __tablename__ = "used"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    job: Mapped[Job] = relationship(back_populates="used")
+    artifact: Mapped[Artifact] = relationship()
+
+
+class Generated(Base):
+    """PROV ``wasGeneratedBy``: a job wrote an artifact (role: output, log or benchmark)."""
+
+    __tablename__ = "generated"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    job: Mapped[Job] = relationship(back_populates="generated")
+    artifact: Mapped[Artifact] = relationship()

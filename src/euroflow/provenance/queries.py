@@ -1,0 +1,135 @@
+"""Read provenance records as plain JSON-ready dicts (times: ISO 8601, UTC)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Engine, case, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from euroflow.errors import EuroflowError
+from euroflow.provenance.models import Generated, Job, Run, Used
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.replace(tzinfo=dt.timezone.utc).isoformat()
+
+
+def resolve_run_id(session: Session, run_id: str) -> str:
+    """The full id of the run whose id is ``run_id`` or starts with it (unambiguously)."""
+    if session.get(Run, run_id) is not None:
+        return run_id
+    matches = session.scalars(select(Run.id).where(Run.id.startswith(run_id, autoescape=True))).all()
+    if not matches:
+        raise EuroflowError(f"run {run_id}: no such run in the provenance database")
+    if len(matches) > 1:
+        raise EuroflowError(f"run {run_id}: ambiguous prefix, matches {len(matches)} runs")
+    return matches[0]
+
+
+def _run_summary(run: Run, n_jobs: int, n_failed: int) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "status": run.status,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "jobs": n_jobs,
+        "failed_attempts": n_failed,
+        "git_commit": run.git_commit,
+        "git_dirty": run.git_dirty,
+        "config_hash": run.config_hash,
+        "host": run.host,
+        "user": run.user,
+    }
+
+
+def list_runs(engine: Engine) -> list[dict[str, Any]]:
+    """All runs, oldest first, with job counts."""
+    failed = func.sum(case((Job.status == "failed", 1), else_=0))
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Run, func.count(Job.id), failed)
+            .outerjoin(Job, Job.run_id == Run.id)
+            .group_by(Run.id)
+            .order_by(Run.started_at, Run.id)
+        ).all()
+        return [_run_summary(run, n, int(f or 0)) for run, n, f in rows]
+
+
+def _edge(edge: Used | Generated) -> dict[str, Any]:
+    a = edge.artifact
+    return {"role": edge.role, "path": a.path, "sha256": a.sha256, "size": a.size, "kind": a.kind, "artifact_id": a.id}
+
+
+def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
+    out = {
+        "id": job.id,
+        "snakemake_jobid": job.snakemake_jobid,
+        "attempt": job.attempt,
+        "rule": job.rule,
+        "wildcards": job.wildcards,
+        "status": job.status,
+        "started_at": _iso(job.started_at),
+        "ended_at": _iso(job.ended_at),
+        "exit_status": job.exit_status,
+        "error": job.error,
+        "threads": job.threads,
+        "local": job.is_local,
+        "shellcmd": job.shellcmd,
+    }
+    if with_edges:
+        out["used"] = [_edge(e) for e in job.used]
+        out["generated"] = [_edge(e) for e in job.generated]
+    return out
+
+
+def _jobs(session: Session, run_id: str) -> list[Job]:
+    return list(
+        session.scalars(
+            select(Job)
+            .where(Job.run_id == run_id)
+            .options(
+                selectinload(Job.used).selectinload(Used.artifact),
+                selectinload(Job.generated).selectinload(Generated.artifact),
+            )
+            .order_by(Job.started_at, Job.id)
+        )
+    )
+
+
+def list_jobs(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """The jobs (one entry per attempt) of a run, in start order, without their artifacts."""
+    with Session(engine) as session:
+        run_id = resolve_run_id(session, run_id)
+        return [_job_dict(job, with_edges=False) for job in _jobs(session, run_id)]
+
+
+def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
+    """A run with its packages, config, jobs (with used/generated artifacts) and the
+    distinct artifacts it touched."""
+    with Session(engine) as session:
+        run_id = resolve_run_id(session, run_id)
+        run = session.get(Run, run_id)
+        jobs = _jobs(session, run_id)
+        n_failed = sum(1 for j in jobs if j.status == "failed")
+        detail = _run_summary(run, len(jobs), n_failed)
+        detail.update(
+            workdir=run.workdir,
+            snakefile=run.snakefile,
+            command=run.command,
+            snakemake_version=run.snakemake_version,
+            configfiles=run.configfiles,
+            snakemake_config_md5=run.snakemake_config_md5,
+            config_path=run.config_path,
+            config_json=run.config_json,
+            error=run.error,
+            packages={p.name: p.version for p in run.packages},
+        )
+        detail["jobs"] = [_job_dict(job, with_edges=True) for job in jobs]
+        artifacts: dict[int, dict[str, Any]] = {}
+        for job in detail["jobs"]:
+            for edge in job["used"] + job["generated"]:
+                artifacts.setdefault(edge["artifact_id"], {k: v for k, v in edge.items() if k != "role"})
+        detail["artifacts"] = sorted(artifacts.values(), key=lambda a: (a["path"], a["artifact_id"]))
+        return detail

@@ -1,0 +1,183 @@
+"""Write provenance records. Every function takes an open session; the caller commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from euroflow.errors import EuroflowError
+from euroflow.provenance.hashing import Observation
+from euroflow.provenance.models import Artifact, Generated, Job, Run, RunPackage, Used
+
+
+def utc(timestamp: float) -> dt.datetime:
+    """A POSIX timestamp as a naive UTC datetime (how times are stored)."""
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).replace(tzinfo=None)
+
+
+def start_run(
+    session: Session,
+    run_id: str,
+    started_at: dt.datetime,
+    *,
+    workdir: str,
+    snakefile: str | None = None,
+    command: str | None = None,
+    host: str | None = None,
+    user: str | None = None,
+    snakemake_version: str | None = None,
+    configfiles: list[str] | None = None,
+    snakemake_config_md5: str | None = None,
+    git_commit: str | None = None,
+    git_dirty: bool | None = None,
+    packages: dict[str, str | None] | None = None,
+) -> Run:
+    if session.get(Run, run_id) is not None:
+        raise EuroflowError(f"run {run_id}: already recorded")
+    run = Run(
+        id=run_id,
+        status="running",
+        started_at=started_at,
+        workdir=workdir,
+        snakefile=snakefile,
+        command=command,
+        host=host,
+        user=user,
+        snakemake_version=snakemake_version,
+        configfiles=configfiles,
+        snakemake_config_md5=snakemake_config_md5,
+        git_commit=git_commit,
+        git_dirty=git_dirty,
+    )
+    session.add(run)
+    for name, version in (packages or {}).items():
+        session.add(RunPackage(run_id=run_id, name=name, version=version))
+    session.flush()
+    return run
+
+
+def set_run_config(
+    session: Session, run_id: str, *, config_json: str, config_hash: str, config_path: str | None = None
+) -> Run:
+    run = _run(session, run_id)
+    run.config_json, run.config_hash, run.config_path = config_json, config_hash, config_path
+    session.flush()
+    return run
+
+
+def end_run(session: Session, run_id: str, ended_at: dt.datetime, status: str, error: str | None = None) -> Run:
+    run = _run(session, run_id)
+    run.status, run.ended_at, run.error = status, ended_at, error
+    session.flush()
+    return run
+
+
+def artifact_for(session: Session, observation: Observation, seen_at: dt.datetime) -> Artifact:
+    """The artifact for this (path, sha256), created the first time it is seen."""
+    same_digest = Artifact.sha256.is_(None) if observation.sha256 is None else Artifact.sha256 == observation.sha256
+    found = session.scalars(select(Artifact).where(Artifact.path == observation.path, same_digest)).first()
+    if found is not None:
+        return found
+    artifact = Artifact(
+        path=observation.path,
+        sha256=observation.sha256,
+        size=observation.size,
+        kind=observation.kind,
+        first_seen_at=seen_at,
+    )
+    session.add(artifact)
+    session.flush()
+    return artifact
+
+
+def start_job(
+    session: Session,
+    run_id: str,
+    snakemake_jobid: int,
+    *,
+    rule: str,
+    started_at: dt.datetime,
+    wildcards: dict[str, Any] | None = None,
+    shellcmd: str | None = None,
+    threads: int | None = None,
+    is_local: bool | None = None,
+    inputs: Iterable[tuple[str, Observation]] = (),
+) -> Job:
+    """Record a new attempt of a job and the artifacts it uses (role, observation)."""
+    _run(session, run_id)
+    previous = session.scalar(
+        select(func.max(Job.attempt)).where(Job.run_id == run_id, Job.snakemake_jobid == snakemake_jobid)
+    )
+    job = Job(
+        run_id=run_id,
+        snakemake_jobid=snakemake_jobid,
+        attempt=(previous or 0) + 1,
+        rule=rule,
+        wildcards=dict(wildcards or {}),
+        status="running",
+        started_at=started_at,
+        shellcmd=shellcmd,
+        threads=threads,
+        is_local=is_local,
+    )
+    session.add(job)
+    session.flush()
+    for role, observation in inputs:
+        artifact = artifact_for(session, observation, started_at)
+        if session.get(Used, (job.id, artifact.id, role)) is None:
+            session.add(Used(job_id=job.id, artifact_id=artifact.id, role=role, at=started_at))
+    session.flush()
+    return job
+
+
+def _record_generated(session: Session, job: Job, outputs: Iterable[tuple[str, Observation]], at: dt.datetime) -> None:
+    for role, observation in outputs:
+        artifact = artifact_for(session, observation, at)
+        if session.get(Generated, (job.id, artifact.id, role)) is None:
+            session.add(Generated(job_id=job.id, artifact_id=artifact.id, role=role, at=at))
+
+
+def finish_job(
+    session: Session, job_id: int, ended_at: dt.datetime, outputs: Iterable[tuple[str, Observation]] = ()
+) -> Job:
+    """Mark a job attempt successful (exit status 0) and record what it generated."""
+    job = _job(session, job_id)
+    job.status, job.ended_at, job.exit_status = "success", ended_at, 0
+    _record_generated(session, job, outputs, ended_at)
+    session.flush()
+    return job
+
+
+def fail_job(
+    session: Session,
+    job_id: int,
+    ended_at: dt.datetime,
+    *,
+    error: str | None,
+    exit_status: int | None = None,
+    status: str = "failed",
+    outputs: Iterable[tuple[str, Observation]] = (),
+) -> Job:
+    """Mark a job attempt failed (or incomplete) and record what it left (e.g. its log)."""
+    job = _job(session, job_id)
+    job.status, job.ended_at, job.error, job.exit_status = status, ended_at, error, exit_status
+    _record_generated(session, job, outputs, ended_at)
+    session.flush()
+    return job
+
+
+def _run(session: Session, run_id: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise EuroflowError(f"run {run_id}: not recorded")
+    return run
+
+
+def _job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise EuroflowError(f"job {job_id}: not recorded")
+    return job

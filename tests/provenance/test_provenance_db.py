@@ -1,0 +1,128 @@
+"""The provenance database: migrations, refusal of newer schemas, file mode, journal mode."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+
+from euroflow.errors import EuroflowError
+from euroflow.provenance import cli
+from euroflow.provenance.db import alembic_config, current_revision, head_revision, open_db
+from euroflow.provenance.models import Base
+
+
+def base_revision() -> str:
+    script = ScriptDirectory.from_config(alembic_config())
+    [base] = script.get_bases()
+    return base
+
+
+def test_there_is_history_to_upgrade():
+    assert base_revision() != head_revision()
+
+
+def test_database_at_base_revision_is_upgraded_on_open(tmp_path):
+    db = tmp_path / "old.sqlite"
+    old = create_engine(f"sqlite:///{db}")
+    with old.begin() as conn:
+        command.upgrade(alembic_config(conn), base_revision())
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "insert into runs (id, status, started_at, workdir) values ('old-run', 'success', '2025-01-01 00:00:00', '/w')"
+        )
+    old.dispose()
+    assert "run_packages" not in _tables(db)
+
+    engine = open_db(db)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+    assert "run_packages" in _tables(db)
+    con = sqlite3.connect(db)
+    assert con.execute("select id, status from runs").fetchall() == [("old-run", "success")]
+    con.close()
+
+
+def test_newer_schema_is_refused_with_one_line(tmp_path, capsys):
+    db = tmp_path / "new.sqlite"
+    open_db(db).dispose()
+    con = sqlite3.connect(db)
+    con.execute("update alembic_version set version_num = '9999_from_the_future'")
+    con.commit()
+    con.close()
+    with pytest.raises(EuroflowError) as info:
+        open_db(db)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(db) in message and "9999_from_the_future" in message and "newer" in message
+
+    assert cli.main(["runs", "--db", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "9999_from_the_future" in err
+
+
+def test_foreign_sqlite_and_non_sqlite_files_are_refused(tmp_path):
+    foreign = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(foreign)
+    con.execute("create table t (x)")
+    con.close()
+    with pytest.raises(EuroflowError, match="not a euroflow provenance database"):
+        open_db(foreign)
+    text = tmp_path / "notes.sqlite"
+    text.write_text("this is not a database, just some text that is long enough to have a header" * 10)
+    with pytest.raises(EuroflowError, match="cannot open"):
+        open_db(text)
+
+
+def test_reader_does_not_create(tmp_path):
+    with pytest.raises(EuroflowError, match="no provenance database"):
+        open_db(tmp_path / "absent.sqlite", create=False)
+    assert not (tmp_path / "absent.sqlite").exists()
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o640), (0o002, 0o660), (0o000, 0o660)])
+def test_file_is_created_owner_and_group_only(tmp_path, umask, expected):
+    previous = os.umask(umask)
+    try:
+        open_db(tmp_path / "sub" / "prov.sqlite").dispose()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "sub" / "prov.sqlite").stat().st_mode) == expected
+
+
+def test_wal_database_is_switched_back_to_rollback_journal(tmp_path):
+    db = tmp_path / "prov.sqlite"
+    con = sqlite3.connect(db)
+    assert con.execute("pragma journal_mode=wal").fetchone()[0] == "wal"
+    con.close()
+    engine = open_db(db)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("insert into runs (id, status, started_at, workdir) values ('r', 'running', '2025-01-01', '/')")
+        assert conn.exec_driver_sql("pragma journal_mode").scalar() == "delete"
+    engine.dispose()
+    con = sqlite3.connect(db)
+    assert con.execute("pragma journal_mode").fetchone()[0] == "delete"
+    con.close()
+    assert not (tmp_path / "prov.sqlite-wal").exists()
+
+
+def test_migrations_build_exactly_the_orm_schema(tmp_path):
+    engine = open_db(tmp_path / "prov.sqlite")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def _tables(db) -> set[str]:
+    con = sqlite3.connect(db)
+    names = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+    con.close()
+    return names
