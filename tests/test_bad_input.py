@@ -1,0 +1,82 @@
+"""Bad input from the command line: one line naming file:line or key, a non-zero exit, no output left."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+import zstandard
+
+EUROFLOW = [sys.executable, "-m", "euroflow.cli"]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+GOOD = {"id": "d1", "text": "Ein sauberes Dokument. " * 20, "lang": ["deu_Latn"], "filter": "keep"}
+
+
+def shard(path: Path, payload: bytes, *, truncate: bool = False) -> Path:
+    data = zstandard.ZstdCompressor().compress(payload)
+    path.write_bytes(data[: len(data) // 2] if truncate else data)
+    return path
+
+
+def line(doc: dict) -> bytes:
+    return json.dumps(doc, ensure_ascii=False).encode() + b"\n"
+
+
+CASES = {
+    "malformed_json": (line(GOOD) + b'{"id": "d2", "text": "broken\n', False, r":2: malformed JSON"),
+    "invalid_utf8": (line(GOOD) + line(GOOD | {"id": "d2"}) + b'{"id": "d3", "text": "caf\xe9"}\n', False, r":3: invalid UTF-8"),
+    "missing_text": (line(GOOD) + line({"id": "d2", "lang": ["deu_Latn"]}), False, r":2: missing field 'text'"),
+    "truncated_zstd": (line(GOOD) * 400, True, r": truncated zstd stream"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_shard_fails_cleanly(case, tmp_path):
+    payload, truncate, expected = CASES[case]
+    bad = shard(tmp_path / "de.jsonl.zst", payload, truncate=truncate)
+    out, stats = tmp_path / "out" / "de.jsonl.zst", tmp_path / "out" / "de.json"
+    proc = subprocess.run(
+        EUROFLOW + ["data", "clean", "--input", str(bad), "--out", str(out), "--stats", str(stats)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"euroflow: error: {bad}")
+    assert expected.replace("\\", "") in lines[0]
+    leftovers = list((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else []
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c.__setitem__("languages", ["de", "xx"]), "languages: unknown language code 'xx'"),
+        (lambda c: c["training"].__setitem__("steps", 5), "training.steps: unknown key"),
+        (
+            lambda c: c["sampling"].update(policy="explicit", weights={"de": 1.0, "en": -1.0}),
+            "sampling.weights.en: -1.0 is less than the minimum of 0",
+        ),
+    ],
+)
+def test_bad_config_stops_the_workflow_before_any_job(mutate, expected, tmp_path, repo_root):
+    cfg = yaml.safe_load((repo_root / "workflow" / "configs" / "tiny.yaml").read_text())
+    cfg["languages"] = ["de", "en"]
+    cfg["paths"] = {"results": str(tmp_path / "results"), "provenance_db": str(tmp_path / "prov.sqlite")}
+    mutate(cfg)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    check = subprocess.run(EUROFLOW + ["config", "check", str(bad)], capture_output=True, text=True)
+    assert check.returncode == 1
+    assert check.stderr.strip().startswith(f"euroflow: error: {bad}: {expected}")
+    assert len(check.stderr.strip().splitlines()) == 1
+    run = subprocess.run(
+        [SNAKEMAKE, "--profile", "profiles/local", "--configfile", str(bad), "--cores", "1"],
+        cwd=repo_root, capture_output=True, text=True,
+    )
+    assert run.returncode != 0
+    assert expected in run.stderr
+    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "prov.sqlite").exists()
