@@ -10,7 +10,7 @@ from euroflow.provenance import announce_run_context
 configfile: "workflow/configs/tiny.yaml"
 
 
-validate_run_config(config, source="run config")
+validate_run_config(config, source=" + ".join(map(str, workflow.configfiles)) or "run config")
 paths = RunPaths(config)
 LANGS = config["languages"]
 write_resolved(config, paths.resolved_config)
