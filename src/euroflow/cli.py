@@ -22,6 +22,7 @@ USAGE = """usage: euroflow COMMAND ...
 commands:
   config check PATH     validate a run config (prints the resolved config with --print)
   languages             list the language registry
+  results --config PATH where a run's artifacts are, and its headline figures
   data ...              data preparation: shards, cleaning, sampling, tokenization
   tokenizer ...         tokenizer training and fertility/parity report
   train ...             Megatron-Core pretraining and Hugging Face export
@@ -58,6 +59,16 @@ def _languages(argv: list[str]) -> int:
     return 0
 
 
+def _results(argv: list[str]) -> int:
+    import argparse
+
+    from euroflow import config, results
+
+    parser = argparse.ArgumentParser(prog="euroflow results")
+    parser.add_argument("--config", required=True, help="the run config the workflow ran with")
+    return results.show(config.load(parser.parse_args(argv).config))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
@@ -69,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             return _config(rest)
         if command == "languages":
             return _languages(rest)
+        if command == "results":
+            return _results(rest)
         if command in ROOMS:
             return importlib.import_module(ROOMS[command]).main(rest) or 0
     except EuroflowError as exc:

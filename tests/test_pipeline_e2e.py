@@ -1,0 +1,78 @@
+"""The whole DAG, small: 4 languages, a 1k vocabulary, 30 training steps, through Snakemake."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from euroflow.paths import RunPaths
+
+LANGS = ["en", "de", "uk", "sr-Latn"]
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, data_root, repo_root):
+    out = tmp_path_factory.mktemp("e2e")
+    cfg = yaml.safe_load((repo_root / "workflow" / "configs" / "tiny.yaml").read_text())
+    cfg["run"]["name"] = "e2e"
+    cfg["paths"] = {"data_root": str(data_root), "results": str(out), "provenance_db": str(out / "prov.sqlite")}
+    cfg["languages"] = LANGS
+    cfg["tokenizer"].update(vocab_size=1000, sample_chars=400_000)
+    cfg["model"].update(hidden_size=64, ffn_hidden_size=176, seq_length=128)
+    cfg["training"].update(train_steps=30, checkpoint_interval=15, warmup_steps=3, global_batch_size=8, micro_batch_size=4)
+    cfg["evaluation"].update(bpb_languages=LANGS, multiple_choice=["belebele", "xcopa"], max_mc_items=8)
+    config_path = out / "e2e.yaml"
+    config_path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "--profile", "profiles/local", "--configfile", str(config_path), "--cores", "2"],
+        cwd=repo_root, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    from euroflow import config as run_config
+
+    return RunPaths(run_config.load(config_path)), proc
+
+
+def test_every_stage_left_its_outputs(e2e):
+    paths, _ = e2e
+    expected = [paths.raw_shard(l) for l in LANGS] + [paths.clean_shard(l) for l in LANGS]
+    expected += [paths.shard_stats(l) for l in LANGS] + [paths.blend, paths.parity_report("md")]
+    expected += [paths.tokenized_prefix(l) + ext for l in LANGS for ext in (".bin", ".idx")]
+    expected += [paths.train_log, paths.loss_curve, paths.hf_model + "/config.json"]
+    expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png")]
+    expected += [paths.gguf("F16"), paths.gguf("Q8_0"), paths.int8, paths.quality("md")]
+    missing = [p for p in expected if not Path(p).exists()]
+    assert not missing
+
+
+def test_training_learns_and_export_matches(e2e):
+    paths, _ = e2e
+    losses = [json.loads(line)["loss"] for line in Path(paths.train_log).read_text().splitlines()]
+    assert len(losses) == 30
+    assert losses[-1] < losses[0] - 1.0
+    check = json.loads((Path(paths.hf_model) / "export_check.json").read_text())
+    assert check["passed"] and check["max_abs_diff"] < 1e-4
+
+
+def test_provenance_has_one_row_per_job(e2e):
+    paths, proc = e2e
+    db = sqlite3.connect(paths.provenance_db)
+    jobs = db.execute("select rule, status from jobs").fetchall()
+    # 3 data jobs per language, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality
+    assert len(jobs) == 3 * len(LANGS) + 13
+    assert {status for _, status in jobs} == {"success"}
+
+
+def test_results_summary_lists_everything(e2e, tmp_path):
+    paths, _ = e2e
+    resolved = tmp_path / "resolved.json"
+    resolved.write_text(Path(paths.resolved_config).read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "euroflow.cli", "results", "--config", str(resolved)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "training loss" in proc.stdout and "bits-per-byte" in proc.stdout
