@@ -6,8 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.euroflow-installed
 DEMO_CONFIG ?= workflow/configs/tiny.yaml
 PYTEST_ARGS ?=
+# llama-cpp-python ships only as source and compiles llama.cpp (~11 min on 2 cores): build once, keep the wheel
+LLAMA_CPP_VERSION := 0.3.36
+WHEELHOUSE ?= $(HOME)/.cache/euroflow/wheels
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)
 
-.PHONY: install demo test lint dry-run clean-demo
+.PHONY: install install-llama-cpp demo test lint dry-run clean-demo
 
 install: $(STAMP)
 
@@ -21,14 +25,27 @@ $(STAMP): pyproject.toml envs/requirements.txt envs/constraints.txt
 	echo "== install took $$(( $$(date +%s) - start )) s"
 	@touch $@
 
+install-llama-cpp: $(LLAMA_STAMP)
+
+$(LLAMA_STAMP): $(STAMP)
+	@if ! ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "== building llama-cpp-python $(LLAMA_CPP_VERSION) from source, once (cached in $(WHEELHOUSE))"; \
+	  start=$$(date +%s); \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELHOUSE) && \
+	  echo "== llama-cpp-python build took $$(( $$(date +%s) - start )) s"; \
+	fi
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	@touch $@
+
 demo: install
 	@start=$$(date +%s); \
 	$(BIN)/snakemake --profile profiles/local --configfile $(DEMO_CONFIG) && \
 	echo "== pipeline took $$(( $$(date +%s) - start )) s" && \
 	$(BIN)/euroflow results --config $(DEMO_CONFIG)
 
-test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install install-llama-cpp
+	EUROFLOW_REQUIRE_LLAMA_CPP=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/snakemake --lint

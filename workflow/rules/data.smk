@@ -70,7 +70,7 @@ rule tokenize_language:
         paths.log("tokenize/{lang}"),
     params:
         prefix=paths.tokenized_prefix("{lang}"),
-    threads: 2
+    threads: 1
     conda:
         "../../envs/euroflow.yaml"
     shell:

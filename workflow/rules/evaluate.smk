@@ -12,12 +12,13 @@ rule bits_per_byte:
     params:
         data_root=paths.data_root,
         languages=",".join(config["evaluation"]["bpb_languages"]),
-    threads: 2
+        batch_size=config["evaluation"]["batch_size"],
+    threads: 1
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate bpb --model {input} --data-root {params.data_root}"
-        " --languages {params.languages} --out {output} > {log} 2>&1"
+        "euroflow evaluate bpb --model {input} --data-root {params.data_root} --languages {params.languages}"
+        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule multiple_choice:
@@ -30,13 +31,16 @@ rule multiple_choice:
     params:
         data_root=paths.data_root,
         tasks=",".join(config["evaluation"]["multiple_choice"]),
+        languages=",".join(LANGS),
         max_items=config["evaluation"].get("max_mc_items", 0),
-    threads: 2
+        batch_size=config["evaluation"]["batch_size"],
+    threads: 1
     conda:
         "../../envs/euroflow.yaml"
     shell:
         "euroflow evaluate mc --model {input} --data-root {params.data_root} --tasks {params.tasks}"
-        " --max-items {params.max_items} --out {output} > {log} 2>&1"
+        " --languages {params.languages} --max-items {params.max_items} --batch-size {params.batch_size}"
+        " --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule evaluation_report:

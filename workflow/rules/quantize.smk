@@ -45,10 +45,11 @@ rule quantization_quality:
         data_root=paths.data_root,
         languages=",".join(config["evaluation"]["bpb_languages"]),
         int8=lambda wildcards, input: f"--int8 {input.int8}" if input.int8 else "",
-    threads: 2
+        batch_size=config["evaluation"]["batch_size"],
+    threads: 1
     conda:
         "../../envs/euroflow.yaml"
     shell:
         "euroflow quantize quality --model {input.model} --gguf {input.gguf} {params.int8}"
-        " --data-root {params.data_root} --languages {params.languages}"
-        " --out-json {output.json} --out-md {output.table} > {log} 2>&1"
+        " --data-root {params.data_root} --languages {params.languages} --batch-size {params.batch_size}"
+        " --threads {threads} --out-json {output.json} --out-md {output.table} > {log} 2>&1"

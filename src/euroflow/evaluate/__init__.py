@@ -1,0 +1,1 @@
+"""Evaluation: bits per byte on FLORES, multiple-choice accuracy, and the report."""

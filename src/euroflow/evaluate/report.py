@@ -1,0 +1,168 @@
+"""The evaluation report: one JSON, a Markdown table and a bar chart, each written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from euroflow.atomic import atomic_path
+from euroflow.errors import EuroflowError
+
+
+def read_json(path: str | Path, kind: str, required: tuple[str, ...]) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise EuroflowError(f"{path}: {kind} results file not found")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EuroflowError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    for key in required:
+        if key not in document:
+            raise EuroflowError(f"{path}: missing key {key!r}; not a {kind} results file")
+    return document
+
+
+def build_summary(bpb: dict | None, mc: dict | None) -> dict:
+    """The report JSON: bpb per language vs baseline, MC acc per task/language vs chance (no per-item data)."""
+    if bpb is None and mc is None:
+        raise EuroflowError("report: give at least one of the bpb and mc results")
+    summary: dict = {}
+    if bpb is not None:
+        baseline = bpb["baseline"]["bpb"]
+        summary["bpb"] = {
+            "model": bpb.get("model"),
+            "split": bpb.get("split"),
+            "baseline_bpb": baseline,
+            "macro_mean_bpb": bpb.get("macro_mean_bpb"),
+            "micro_bpb": bpb.get("micro_bpb"),
+            "languages": {
+                lang: {
+                    "bpb": r["bpb"],
+                    "vs_baseline": r["bpb"] / baseline,
+                    "sentences": r["sentences"],
+                    "bytes": r["bytes"],
+                    "derived_from": r.get("derived_from"),
+                }
+                for lang, r in bpb["languages"].items()
+            },
+        }
+    if mc is not None:
+        summary["mc"] = {
+            "model": mc.get("model"),
+            "max_items": mc.get("max_items"),
+            "tasks": {
+                task: {
+                    lang: {key: r[key] for key in ("n", "acc", "acc_norm", "acc_norm_bytes", "chance", "truncated_requests")}
+                    for lang, r in per_lang.items()
+                }
+                for task, per_lang in mc["tasks"].items()
+            },
+        }
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    lines = ["# Evaluation report", ""]
+    if "bpb" in summary:
+        b = summary["bpb"]
+        lines += [
+            f"## Bits per byte, FLORES-200 `{b['split']}` (lower is better)",
+            "",
+            f"Model: `{b['model']}`. Each sentence is scored as `[bos] + ids + [eos]`. "
+            f"Baseline: a uniform distribution over byte values needs {b['baseline_bpb']:g} bits per byte.",
+            "",
+            "| language | sentences | bytes | bpb | vs 8-bit baseline |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        derived = []
+        for lang, r in b["languages"].items():
+            mark = " *" if r.get("derived_from") else ""
+            if r.get("derived_from"):
+                derived.append(f"{lang}: derived from {r['derived_from']}")
+            lines.append(f"| {lang}{mark} | {r['sentences']} | {r['bytes']} | {r['bpb']:.4f} | {100 * r['vs_baseline']:.1f}% |")
+        lines.append(f"| **macro mean** | | | {b['macro_mean_bpb']:.4f} | {100 * b['macro_mean_bpb'] / b['baseline_bpb']:.1f}% |")
+        lines.append("")
+        if derived:
+            lines += ["\\* " + "; ".join(derived) + " (FLORES has no Serbian Latin file).", ""]
+    if "mc" in summary:
+        m = summary["mc"]
+        cap = f" (first {m['max_items']} items per task and language)" if m.get("max_items") else ""
+        lines += [
+            f"## Multiple choice, zero-shot log-likelihood{cap}",
+            "",
+            "acc: highest log-likelihood; acc_norm: log-likelihood / characters of the choice (lm-eval); "
+            "acc_norm_bytes: / UTF-8 bytes. Chance: mean of 1/choices.",
+            "",
+            "| task | language | items | acc | acc_norm | acc_norm_bytes | chance | acc - chance |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for task, per_lang in m["tasks"].items():
+            for lang, r in per_lang.items():
+                lines.append(
+                    f"| {task} | {lang} | {r['n']} | {r['acc']:.3f} | {r['acc_norm']:.3f} | {r['acc_norm_bytes']:.3f} "
+                    f"| {r['chance']:.3f} | {r['acc'] - r['chance']:+.3f} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def chart(summary: dict, out_png: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [key for key in ("bpb", "mc") if key in summary]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(14, 4.5 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        if panel == "bpb":
+            b = summary["bpb"]
+            langs = list(b["languages"])
+            ax.bar(langs, [b["languages"][k]["bpb"] for k in langs], color="#3b6ea8", label="model")
+            ax.axhline(b["baseline_bpb"], color="#b03a2e", linestyle="--", label="uniform bytes (8 bits)")
+            ax.set_ylabel("bits per byte (lower is better)")
+            ax.set_title(f"FLORES-200 {b['split']}: bits per byte")
+            ax.tick_params(axis="x", rotation=90)
+        else:
+            m = summary["mc"]
+            labels, accs, chances = [], [], []
+            for task, per_lang in m["tasks"].items():
+                for lang, r in per_lang.items():
+                    labels.append(f"{task}:{lang}")
+                    accs.append(r["acc"])
+                    chances.append(r["chance"])
+            positions = range(len(labels))
+            ax.bar(positions, accs, color="#3b8a5a", label="acc")
+            ax.scatter(positions, chances, color="#b03a2e", marker="_", s=400, linewidths=2, label="chance", zorder=3)
+            ax.set_xticks(list(positions), labels, rotation=90)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("accuracy")
+            ax.set_title("Multiple choice (zero-shot log-likelihood)")
+        ax.legend(loc="upper right")
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_report(
+    bpb_json: str | Path | None,
+    mc_json: str | Path | None,
+    out_json: str | Path,
+    out_md: str | Path,
+    out_png: str | Path,
+) -> dict:
+    bpb = read_json(bpb_json, "bpb", ("languages", "baseline")) if bpb_json else None
+    mc = read_json(mc_json, "multiple-choice", ("tasks",)) if mc_json else None
+    summary = build_summary(bpb, mc)
+    write_json(summary, out_json)
+    with atomic_path(out_md) as tmp:
+        tmp.write_text(markdown(summary), encoding="utf-8")
+    chart(summary, out_png)
+    return summary
+
+
+def write_json(document: dict, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

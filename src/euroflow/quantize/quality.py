@@ -1,0 +1,161 @@
+"""The quantization quality table: bits per byte of every variant on the same FLORES test sentences.
+
+Variants: the unquantized Hugging Face model (float32), each GGUF file read back with
+``gguf.GGUFReader`` and dequantized into a float32 ``LlamaForCausalLM`` (so the table measures the
+weight quantization error; activations stay float32), and the torch int8 weight-only model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from euroflow.atomic import atomic_path
+from euroflow.errors import EuroflowError
+
+REFERENCE = "hf-fp32"
+
+
+def hf_weights_size(model_dir: Path) -> int:
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("pytorch_model*.bin"))
+    if not files:
+        raise EuroflowError(f"{model_dir}: no *.safetensors or pytorch_model*.bin weight files")
+    return sum(f.stat().st_size for f in files)
+
+
+def _check_gguf_vocab(contents, tokenizer, path: Path) -> None:
+    tokens = contents.metadata.get("tokenizer.ggml.tokens") or []
+    for token_id in range(tokenizer.vocab_size):
+        if tokens[token_id] != tokenizer.processor.IdToPiece(token_id):
+            raise EuroflowError(
+                f"{path}: token {token_id} is {tokens[token_id]!r} in the GGUF but "
+                f"{tokenizer.processor.IdToPiece(token_id)!r} in {tokenizer.path}; not this model's tokenizer"
+            )
+
+
+def quality_table(
+    model_dir: str | Path,
+    gguf_files: list[str | Path],
+    int8_file: str | Path | None,
+    data_root: str | Path,
+    languages: list[str],
+    *,
+    max_sentences: int | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+) -> dict:
+    from euroflow.evaluate.bpb import bits_per_byte, flores_sentences
+    from euroflow.evaluate.model import load_model, load_tokenizer, resolve_device
+    from euroflow.quantize.gguf_read import load_gguf_as_hf
+    from euroflow.quantize.int8 import load_int8
+
+    model_dir = Path(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    sentences = {}
+    for lang in languages:
+        found = flores_sentences(data_root, lang)
+        sentences[lang] = found[:max_sentences] if max_sentences else found
+
+    target = resolve_device(device)
+
+    def measure(model) -> dict[str, float]:
+        model.to(target)
+        return {lang: bits_per_byte(model, tokenizer, sentences[lang], batch_size=batch_size)["bpb"] for lang in languages}
+
+    variants = [
+        {
+            "name": REFERENCE,
+            "kind": "hf",
+            "path": str(model_dir),
+            "file_size": hf_weights_size(model_dir),
+            "bpb": measure(load_model(model_dir, device)),
+        }
+    ]
+    for path in gguf_files:
+        path = Path(path)
+        model, contents = load_gguf_as_hf(path)
+        _check_gguf_vocab(contents, tokenizer, path)
+        file_type = _gguf_file_type(contents)
+        variants.append(
+            {
+                "name": f"gguf-{file_type}",
+                "kind": "gguf",
+                "path": str(path),
+                "file_size": path.stat().st_size,
+                "tensor_types": sorted(set(contents.tensor_types.values())),
+                "bpb": measure(model),
+            }
+        )
+    if int8_file is not None:
+        int8_file = Path(int8_file)
+        model, info = load_int8(int8_file)
+        variants.append(
+            {
+                "name": "torch-int8",
+                "kind": "torch-int8",
+                "method": info["method"],
+                "path": str(int8_file),
+                "file_size": int8_file.stat().st_size,
+                "bpb": measure(model),
+            }
+        )
+
+    reference = variants[0]["bpb"]
+    for variant in variants:
+        deltas = [variant["bpb"][lang] - reference[lang] for lang in languages]
+        variant["mean_bpb"] = sum(variant["bpb"].values()) / len(languages)
+        variant["mean_delta_vs_fp32"] = sum(deltas) / len(deltas)
+        variant["max_abs_delta_vs_fp32"] = max(abs(d) for d in deltas)
+    return {
+        "model": str(model_dir),
+        "dataset": "FLORES-200 test",
+        "languages": list(languages),
+        "sentences_per_language": {lang: len(s) for lang, s in sentences.items()},
+        "max_sentences": max_sentences,
+        "reference": REFERENCE,
+        "device": str(target),
+        "variants": variants,
+    }
+
+
+def _gguf_file_type(contents) -> str:
+    import gguf
+
+    value = contents.metadata.get("general.file_type")
+    if value is None:
+        return "unknown"
+    names = {
+        int(gguf.LlamaFileType.ALL_F32): "F32",
+        int(gguf.LlamaFileType.MOSTLY_F16): "F16",
+        int(gguf.LlamaFileType.MOSTLY_Q8_0): "Q8_0",
+        int(gguf.LlamaFileType.MOSTLY_Q4_0): "Q4_0",
+    }
+    return names.get(int(value), f"ftype{int(value)}")
+
+
+def markdown(table: dict) -> str:
+    langs = table["languages"]
+    cap = f", first {table['max_sentences']} sentences per language" if table.get("max_sentences") else ""
+    lines = [
+        "# Quantization quality",
+        "",
+        f"Bits per byte on {table['dataset']}{cap} (lower is better); delta = variant - {table['reference']}, "
+        "averaged over languages. GGUF variants are dequantized and run in float32 (weight error only).",
+        "",
+        "| variant | file size (MiB) | " + " | ".join(langs) + " | mean bpb | mean delta |",
+        "|---|---:|" + "---:|" * len(langs) + "---:|---:|",
+    ]
+    for v in table["variants"]:
+        cells = " | ".join(f"{v['bpb'][lang]:.4f}" for lang in langs)
+        lines.append(
+            f"| {v['name']} | {v['file_size'] / 2**20:.2f} | {cells} | {v['mean_bpb']:.4f} | {v['mean_delta_vs_fp32']:+.4f} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_quality(table: dict, out_json: str | Path, out_md: str | Path) -> None:
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(out_md) as tmp:
+        tmp.write_text(markdown(table), encoding="utf-8")

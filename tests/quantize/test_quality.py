@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from euroflow.errors import EuroflowError
+from euroflow.quantize.cli import main as quantize_main
+from euroflow.quantize.gguf_export import export_gguf
+from euroflow.quantize.int8 import export_int8
+from euroflow.quantize.quality import quality_table
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("variants")
+    files = {q: out / f"tiny-{q}.gguf" for q in ("F16", "Q8_0")}
+    for qtype, path in files.items():
+        export_gguf(tiny_model_dir, path, qtype)
+    int8 = out / "tiny-int8.pt"
+    export_int8(tiny_model_dir, int8)
+    return files, int8
+
+
+def test_quality_table_for_two_languages(tiny_model_dir, data_root, variants, tmp_path):
+    gguf_files, int8 = variants
+    out_json, out_md = tmp_path / "quality.json", tmp_path / "quality.md"
+    argv = ["quality", "--model", str(tiny_model_dir), "--gguf", str(gguf_files["F16"]), str(gguf_files["Q8_0"]),
+            "--int8", str(int8), "--data-root", str(data_root), "--languages", "en,uk", "--max-sentences", "24",
+            "--out-json", str(out_json), "--out-md", str(out_md)]
+    assert quantize_main(argv) == 0
+    table = json.loads(out_json.read_text())
+    assert table["languages"] == ["en", "uk"]
+    assert table["sentences_per_language"] == {"en": 24, "uk": 24}
+    rows = {v["name"]: v for v in table["variants"]}
+    assert list(rows) == ["hf-fp32", "gguf-F16", "gguf-Q8_0", "torch-int8"]
+    assert rows["hf-fp32"]["mean_delta_vs_fp32"] == 0.0
+    for name, tolerance in (("gguf-F16", 1e-3), ("gguf-Q8_0", 2e-2), ("torch-int8", 5e-2)):
+        assert set(rows[name]["bpb"]) == {"en", "uk"}
+        assert 0 < rows[name]["max_abs_delta_vs_fp32"] < tolerance, name
+    assert rows["gguf-F16"]["file_size"] > rows["gguf-Q8_0"]["file_size"]
+    assert rows["gguf-Q8_0"]["file_size"] == gguf_files["Q8_0"].stat().st_size
+
+    markdown = out_md.read_text()
+    assert "| variant | file size (MiB) | en | uk | mean bpb | mean delta |" in markdown
+    for name in rows:
+        assert f"| {name} |" in markdown
+
+
+def test_gguf_of_another_tokenizer_is_rejected(tiny_model_dir, data_root, tmp_path):
+    import shutil
+
+    from euroflow.tokenizer.train import train_tokenizer_from_texts
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    train_tokenizer_from_texts(["ein ganz anderer Text mit anderen Wörtern"] * 50, 300, tmp_path / "tok")
+    shutil.copy(tmp_path / "tok" / "tokenizer.model", other / "tokenizer.model")
+    export_gguf(other, tmp_path / "other.gguf", "F16")
+    with pytest.raises(EuroflowError, match="not this model's tokenizer"):
+        quality_table(tiny_model_dir, [tmp_path / "other.gguf"], None, data_root, ["en"], max_sentences=2)
