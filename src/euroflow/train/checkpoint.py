@@ -1,0 +1,151 @@
+"""Save and resume training state with megatron.core.dist_checkpointing, atomically.
+
+Layout (as Megatron-LM): ``<root>/iter_0000100/`` (sharded model + optimizer, scheduler,
+RNG states, iteration, consumed samples) and ``<root>/latest_checkpointed_iteration.txt``.
+A checkpoint is written to ``iter_XXXXXXX.tmp`` and renamed into place, and only then is the
+``latest`` file updated, so a kill at any moment leaves the previous checkpoint usable.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+
+from euroflow.atomic import atomic_path
+from euroflow.errors import EuroflowError
+
+LATEST_FILE = "latest_checkpointed_iteration.txt"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The last line of a (possibly multi-rank, traceback-laden) checkpoint error, shortened."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {(lines[-1] if lines else '')[:300]}"
+
+
+def iteration_dir(root: str | Path, iteration: int) -> Path:
+    return Path(root) / f"iter_{iteration:07d}"
+
+
+def latest_iteration(root: str | Path) -> int | None:
+    path = Path(root) / LATEST_FILE
+    if not path.exists():
+        return None
+    text = path.read_text(encoding="utf-8").strip()
+    if not text.isdigit():
+        raise EuroflowError(f"{path}: expected an iteration number, got {text[:40]!r}")
+    iteration = int(text)
+    if not iteration_dir(root, iteration).is_dir():
+        raise EuroflowError(f"{path}: names iteration {iteration} but {iteration_dir(root, iteration)} is missing")
+    return iteration
+
+
+def _rng_state() -> dict:
+    from megatron.core import tensor_parallel
+
+    state = {
+        "random": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    from megatron.core import tensor_parallel
+
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
+
+
+def _world() -> tuple[int, int]:
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def _sharded_state_dict(model, optimizer, *, is_loading: bool, rng: dict | None) -> dict:
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+
+    model_sd = model.module.sharded_state_dict()
+    state = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=is_loading)}
+    rank, world = _world()
+    # One RNG state per rank, restored only when resuming with the same world size.
+    state["rng_state"] = ShardedObject("rng_state", rng, (world,), (rank,), replica_id=0)
+    return state
+
+
+def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler, common: dict) -> Path:
+    """Collective: every rank calls it. ``common`` holds plain values identical on all ranks."""
+    from megatron.core import dist_checkpointing
+
+    root = Path(root)
+    rank, world = _world()
+    final = iteration_dir(root, iteration)
+    tmp = final.with_name(final.name + ".tmp")
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    torch.distributed.barrier()
+
+    state = _sharded_state_dict(model, optimizer, is_loading=False, rng=_rng_state())
+    state.update(common)
+    state["iteration"] = iteration
+    state["opt_param_scheduler"] = scheduler.state_dict()
+    state["world_size"] = world
+    dist_checkpointing.save(state, str(tmp))
+    torch.distributed.barrier()
+
+    if rank == 0:
+        if final.exists():  # the same iteration saved before a kill that came ahead of the latest-file update
+            shutil.rmtree(final)
+        tmp.rename(final)
+        with atomic_path(root / LATEST_FILE) as latest:
+            latest.write_text(f"{iteration}\n", encoding="utf-8")
+    torch.distributed.barrier()
+    return final
+
+
+def load_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler) -> dict:
+    """Restore model, optimizer, scheduler and (same world size) RNG states; returns the common values."""
+    from megatron.core import dist_checkpointing
+
+    path = iteration_dir(root, iteration)
+    common = dist_checkpointing.load_common_state_dict(str(path))
+    _, world = _world()
+    restore_rng = common.get("world_size") == world
+    state = _sharded_state_dict(model, optimizer, is_loading=True, rng=_rng_state())
+    if not restore_rng:
+        del state["rng_state"]
+    try:
+        loaded = dist_checkpointing.load(state, str(path))
+    except (Exception, CheckpointException) as exc:  # shape or key mismatch: the checkpoint is from another model
+        raise EuroflowError(f"{path}: cannot load the checkpoint into this model ({failure_reason(exc)})") from None
+    model.load_state_dict(loaded["model"])
+    optimizer.load_state_dict(loaded["optimizer"])
+    scheduler.load_state_dict(loaded["opt_param_scheduler"])
+    if restore_rng:
+        _set_rng_state(loaded["rng_state"])
+    return {k: v for k, v in loaded.items() if k not in ("model", "optimizer", "rng_state")}
+
+
+def load_model_weights(checkpoint_dir: str | Path, gpt_model) -> int:
+    """Load only the model weights of a checkpoint (any TP/PP layout) into ``gpt_model``; returns the iteration."""
+    from megatron.core import dist_checkpointing
+
+    checkpoint_dir = Path(checkpoint_dir)
+    common = dist_checkpointing.load_common_state_dict(str(checkpoint_dir))
+    loaded = dist_checkpointing.load({"model": gpt_model.sharded_state_dict()}, str(checkpoint_dir))
+    gpt_model.load_state_dict(loaded["model"])
+    return int(common["iteration"])

@@ -1,0 +1,464 @@
+"""Pretraining with megatron-core: the same code path on a laptop CPU (gloo) and on GPU nodes (NCCL)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import socket
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from euroflow.atomic import atomic_path
+from euroflow.errors import EuroflowError
+from euroflow.train import checkpoint, shims
+from euroflow.train.model import quiet_megatron_warnings
+from euroflow.train.plot import plot_loss_curve, read_log
+
+LOG_FILE = "train_log.jsonl"
+CURVE_FILE = "loss_curve.png"
+CHECKPOINT_DIR = "checkpoints"
+DATA_CACHE_DIR = "data_cache"
+
+
+def pretrain(config: dict, blend_path, tokenizer_dir, out_dir, *, stop_after_step: int | None = None) -> dict:
+    """Train (or resume) the run's model on the blend; returns a summary of this invocation.
+
+    World size and rank come from ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/
+    ``MASTER_PORT`` when a launcher (torchrun, Slurm) set them; otherwise ``training.nproc``
+    local processes are spawned (one process runs in place). ``stop_after_step`` ends the
+    run after that step (and its checkpoint, if one is due), as a kill would.
+    """
+    config = copy.deepcopy(config)
+    _check_config(config)
+    args = (config, str(blend_path), str(tokenizer_dir), str(out_dir), stop_after_step)
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        return _train(*args)
+    nproc = config["training"]["nproc"]
+    if nproc == 1:
+        with _single_process_env():
+            return _train(*args)
+    return _spawn(nproc, args)
+
+
+def _check_config(config: dict) -> None:
+    training, model = config["training"], config["model"]
+    if training["min_lr"] > training["lr"]:
+        raise EuroflowError(f"training.min_lr: {training['min_lr']} exceeds training.lr {training['lr']}")
+    if training["warmup_steps"] >= training["train_steps"]:
+        raise EuroflowError(f"training.warmup_steps: {training['warmup_steps']} must be below train_steps {training['train_steps']}")
+    if training["precision"] == "bf16" and not torch.cuda.is_available():
+        raise EuroflowError("training.precision: bf16 needs GPUs (megatron's mixed-precision optimizer is CUDA-only); use fp32 on CPU")
+    tp = training["tensor_model_parallel_size"]
+    if model["num_attention_heads"] % tp or model["num_query_groups"] % tp or model["ffn_hidden_size"] % tp:
+        raise EuroflowError(f"training.tensor_model_parallel_size: {tp} must divide attention heads, query groups and ffn_hidden_size")
+    if model["num_layers"] % training["pipeline_model_parallel_size"]:
+        raise EuroflowError(f"training.pipeline_model_parallel_size: must divide model.num_layers {model['num_layers']}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _single_process_env:
+    """RANK/WORLD_SIZE/... for one local process, removed again afterwards."""
+
+    def __enter__(self):
+        self.keys = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+        self.saved = {k: os.environ.get(k) for k in self.keys}
+        os.environ.update(self.keys)
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def single_process_group():
+    """A one-rank gloo process group (megatron's dataset and checkpoint code expect one), if none exists."""
+    if torch.distributed.is_initialized():
+        yield
+        return
+    with _single_process_env():
+        torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            torch.distributed.destroy_process_group()
+
+
+def _spawn(nproc: int, args: tuple) -> dict:
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    results = context.SimpleQueue()
+    port = _free_port()
+    threads = max(1, (os.cpu_count() or 1) // nproc) if not torch.cuda.is_available() else None
+    try:
+        mp.spawn(_spawned_rank, args=(nproc, port, threads, args, results), nprocs=nproc, join=True)
+    except mp.ProcessRaisedException as exc:
+        last = str(exc).strip().splitlines()[-1]
+        prefix = "euroflow.errors.EuroflowError: "
+        raise EuroflowError(last[len(prefix):] if last.startswith(prefix) else f"a training rank failed: {last}") from None
+    return results.get()
+
+
+def _spawned_rank(rank: int, world: int, port: int, threads: int | None, args: tuple, results) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if threads:
+        torch.set_num_threads(threads)
+    summary = _train(*args)
+    if rank == 0:
+        results.put(summary)
+
+
+def _train(config: dict, blend_path: str, tokenizer_dir: str, out_dir: str, stop_after_step: int | None) -> dict:
+    quiet_megatron_warnings()
+    shims.apply()
+    from megatron.core import parallel_state
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    training = config["training"]
+    tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
+    if world % (tp * pp):
+        raise EuroflowError(f"training.tensor_model_parallel_size x pipeline_model_parallel_size = {tp * pp} does not divide the world size {world}")
+    dp = world // (tp * pp)
+    if training["global_batch_size"] % (training["micro_batch_size"] * dp):
+        raise EuroflowError(
+            f"training.global_batch_size: {training['global_batch_size']} is not a multiple of "
+            f"micro_batch_size x data-parallel size = {training['micro_batch_size']} x {dp}"
+        )
+
+    owns_group = not torch.distributed.is_initialized()
+    if owns_group:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=rank, world_size=world)
+    try:
+        parallel_state.initialize_model_parallel(tp, pp)
+        return _Trainer(config, Path(blend_path), Path(tokenizer_dir), Path(out_dir), dp).run(stop_after_step)
+    finally:
+        parallel_state.destroy_model_parallel()
+        if owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    from megatron.core import parallel_state, tensor_parallel
+
+    # As Megatron-LM: one seed per pipeline stage; the TP/DP ranks of a stage share it so that
+    # CPU-initialized weights are identical before being split.
+    seed = seed + 100 * parallel_state.get_pipeline_model_parallel_rank()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed, force_reset_rng=True)
+
+
+class _Trainer:
+    def __init__(self, config: dict, blend_path: Path, tokenizer_dir: Path, out_dir: Path, dp: int):
+        from megatron.core import parallel_state
+
+        self.config = config
+        self.training = config["training"]
+        self.out_dir = out_dir
+        self.ckpt_root = out_dir / CHECKPOINT_DIR
+        self.log_path = out_dir / LOG_FILE
+        self.rank = torch.distributed.get_rank()
+        self.dp = dp
+        self.dp_rank = parallel_state.get_data_parallel_rank()
+        self.micro_batch_size = self.training["micro_batch_size"]
+        self.global_batch_size = self.training["global_batch_size"]
+        self.num_micro_batches = self.global_batch_size // (self.micro_batch_size * dp)
+        self.seq_length = config["model"]["seq_length"]
+        self.train_steps = self.training["train_steps"]
+        self.blend_path, self.tokenizer_dir = blend_path, tokenizer_dir
+        if self.rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        torch.distributed.barrier()
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        from megatron.core import parallel_state
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+        from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+        from euroflow.train.data import build_datasets
+        from euroflow.train.model import build_model, params_dtype
+
+        _seed_everything(self.config["run"]["seed"])
+        self.data = build_datasets(
+            self.config,
+            self.blend_path,
+            self.tokenizer_dir,
+            self.out_dir / DATA_CACHE_DIR,
+            train_samples=self.train_steps * self.global_batch_size,
+            valid_samples=self.global_batch_size,
+        )
+        gpt = build_model(
+            self.config,
+            self.data.tokenizer.vocab_size,
+            pre_process=parallel_state.is_pipeline_first_stage(),
+            post_process=parallel_state.is_pipeline_last_stage(),
+        )
+        bf16 = params_dtype(self.config) == torch.bfloat16
+        self.model = DistributedDataParallel(
+            gpt.config,
+            DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False, use_distributed_optimizer=False),
+            gpt,
+        )
+        t = self.training
+        self.optimizer = get_megatron_optimizer(
+            OptimizerConfig(
+                optimizer="adam",
+                lr=t["lr"],
+                min_lr=t["min_lr"],
+                weight_decay=t["weight_decay"],
+                adam_beta1=t["adam_beta1"],
+                adam_beta2=t["adam_beta2"],
+                adam_eps=t["adam_eps"],
+                clip_grad=t["clip_grad"],
+                bf16=bf16,
+                params_dtype=params_dtype(self.config),
+            ),
+            [self.model],
+        )
+        self.scheduler = OptimizerParamScheduler(
+            self.optimizer,
+            init_lr=0.0,
+            max_lr=t["lr"],
+            min_lr=t["min_lr"],
+            lr_warmup_steps=t["warmup_steps"],
+            lr_decay_steps=self.train_steps,
+            lr_decay_style=t["lr_decay_style"],
+            start_wd=t["weight_decay"],
+            end_wd=t["weight_decay"],
+            wd_incr_steps=self.train_steps,
+            wd_incr_style="constant",
+        )
+        gpt.config.no_sync_func = self.model.no_sync
+        gpt.config.finalize_model_grads_func = finalize_model_grads
+        gpt.config.grad_scale_func = self.optimizer.scale_loss
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _forward_step(self, data_iterator, model):
+        batch = next(data_iterator)
+        device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
+        return output, partial(_masked_loss, batch["loss_mask"])
+
+    def _run_batches(self, dataset, consumed_samples: int, *, forward_only: bool) -> float:
+        """Forward (and backward) one global batch; the token-mean loss over all ranks."""
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        from euroflow.train.data import micro_batches
+
+        batches = micro_batches(dataset, consumed_samples, self.num_micro_batches, self.micro_batch_size, self.dp_rank, self.dp)
+        outputs = get_forward_backward_func()(
+            forward_step_func=self._forward_step,
+            data_iterator=batches,
+            model=[self.model],
+            num_microbatches=self.num_micro_batches,
+            seq_length=self.seq_length,
+            micro_batch_size=self.micro_batch_size,
+            forward_only=forward_only,
+        )
+        # [loss sum, tokens] summed over the world: only last pipeline stages contribute, and
+        # tensor-parallel duplicates scale numerator and denominator alike.
+        totals = torch.zeros(2, dtype=torch.float64)
+        for out in outputs:
+            totals += out["lm loss"].to("cpu", torch.float64)
+        totals = totals.to(self._device())
+        torch.distributed.all_reduce(totals)
+        return (totals[0] / totals[1]).item()
+
+    def _device(self):
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+    def _train_step(self, consumed_samples: int) -> dict:
+        self.model.train()
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        loss = self._run_batches(self.data.train, consumed_samples, forward_only=False)
+        lr = self.optimizer.param_groups[0]["lr"]
+        ok, grad_norm, _ = self.optimizer.step()
+        if not ok:
+            raise EuroflowError("training: the optimizer step failed (non-finite gradients)")
+        self.scheduler.step(increment=1)
+        return {"loss": loss, "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None}
+
+    @torch.no_grad()
+    def _valid_loss(self) -> float | None:
+        if self.data.valid is None or len(self.data.valid) < self.global_batch_size:
+            return None
+        self.model.eval()
+        loss = self._run_batches(self.data.valid, 0, forward_only=True)
+        self.model.train()
+        return loss
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def _resume(self) -> tuple[int, float]:
+        """(completed steps, elapsed seconds) after loading the latest checkpoint, if any."""
+        resume_from = checkpoint.latest_iteration(self.ckpt_root) if self.ckpt_root.exists() else None
+        if resume_from is None:
+            if self.rank == 0:
+                self._rewrite_log([])
+            return 0, 0.0
+        common = checkpoint.load_checkpoint(self.ckpt_root, resume_from, self.model, self.optimizer, self.scheduler)
+        if common.get("model_config") != self.config["model"]:
+            raise EuroflowError(
+                f"{checkpoint.iteration_dir(self.ckpt_root, resume_from)}: checkpoint model section "
+                f"{common.get('model_config')} differs from the config's model section"
+            )
+        if common["consumed_samples"] != resume_from * self.global_batch_size:
+            raise EuroflowError(
+                f"{self.ckpt_root}: training.global_batch_size changed since the checkpoint "
+                f"({common['consumed_samples']} samples in {resume_from} steps)"
+            )
+        kept = [e for e in read_log(self.log_path) if e["step"] <= resume_from]
+        if self.rank == 0:
+            self._rewrite_log(kept)
+        return resume_from, (kept[-1]["elapsed_s"] if kept else 0.0)
+
+    def _rewrite_log(self, entries: list[dict]) -> None:
+        with atomic_path(self.log_path) as tmp:
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+
+    def _save(self, step: int) -> None:
+        checkpoint.save_checkpoint(
+            self.ckpt_root,
+            step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            {"consumed_samples": step * self.global_batch_size, "model_config": self.config["model"]},
+        )
+
+    def run(self, stop_after_step: int | None) -> dict:
+        self._build()
+        start_step, elapsed_before = self._resume()
+        interval = self.training["checkpoint_interval"]
+        tokens_per_step = self.global_batch_size * self.seq_length
+        log = open(self.log_path, "a", encoding="utf-8") if self.rank == 0 else None
+        last = start_step
+        loss = None
+        run_start = time.perf_counter()
+        step_seconds = []
+        try:
+            with _progress(self.rank == 0, start_step, self.train_steps) as progress:
+                for step in range(start_step + 1, self.train_steps + 1):
+                    tic = time.perf_counter()
+                    entry = self._train_step((step - 1) * self.global_batch_size)
+                    seconds = time.perf_counter() - tic
+                    step_seconds.append(seconds)
+                    loss = entry["loss"]
+                    entry = {
+                        "step": step,
+                        **entry,
+                        "tokens_per_s": tokens_per_step / seconds,
+                        "elapsed_s": elapsed_before + time.perf_counter() - run_start,
+                    }
+                    save = step % interval == 0 or step == self.train_steps
+                    if save:
+                        valid = self._valid_loss()
+                        if valid is not None:
+                            entry["valid_loss"] = valid
+                    if log:
+                        log.write(json.dumps(entry) + "\n")
+                        log.flush()
+                    if save:
+                        self._save(step)
+                    last = step
+                    progress(step, entry)
+                    if stop_after_step is not None and step >= stop_after_step:
+                        break
+        finally:
+            if log:
+                log.close()
+        finished = last >= self.train_steps
+        curve = self.out_dir / CURVE_FILE
+        if finished and self.rank == 0:
+            plot_loss_curve(self.log_path, curve, title=f"{self.config['run']['name']}: training loss")
+        torch.distributed.barrier()
+        ran = len(step_seconds)
+        # the first step of a process includes one-off warm-up; leave it out of the rate when possible
+        timed = step_seconds[1:] if ran > 1 else step_seconds
+        rate = len(timed) / sum(timed) if timed else None
+        return {
+            "resumed_from": start_step or None,
+            "last_step": last,
+            "steps_run": ran,
+            "finished": finished,
+            "final_loss": loss,
+            "steps_per_s": rate,
+            "tokens_per_s": rate * tokens_per_step if rate else None,
+            "world_size": torch.distributed.get_world_size(),
+            "data_parallel_size": self.dp,
+            "checkpoint": str(checkpoint.iteration_dir(self.ckpt_root, checkpoint.latest_iteration(self.ckpt_root)))
+            if (self.ckpt_root / checkpoint.LATEST_FILE).exists()
+            else None,
+            "train_log": str(self.log_path),
+            "loss_curve": str(curve) if finished else None,
+        }
+
+
+def _masked_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+    """Megatron-LM's loss contract: (loss sum, token count, {name: [sum, count]}) per micro batch."""
+    losses = output_tensor.view(-1).float()
+    mask = loss_mask.view(-1).float()
+    loss = torch.sum(losses * mask)
+    num_tokens = mask.sum().clone().detach().to(torch.int)
+    report = torch.cat([loss.clone().detach().view(1), num_tokens.view(1).float()])
+    return loss, num_tokens, {"lm loss": report}
+
+
+class _progress:
+    """A rich progress bar (step, loss, tokens/s) on rank 0; a no-op elsewhere."""
+
+    def __init__(self, enabled: bool, start: int, total: int):
+        self.enabled, self.start, self.total = enabled, start, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda step, entry: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]pretrain"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TimeRemainingColumn(),
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task("pretrain", total=self.total, completed=self.start, loss="-", tps="-")
+
+        def update(step, entry):
+            self.bar.update(self.task, completed=step, loss=f"{entry['loss']:.4f}", tps=f"{entry['tokens_per_s']:,.0f}")
+
+        return update
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+        return False
+

@@ -1,0 +1,96 @@
+"""A Llama-style megatron-core GPTModel built from the run config's ``model`` section."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from euroflow.train import shims
+
+
+def quiet_megatron_warnings() -> None:
+    """Silence notices that only say optional GPU extensions are absent or APIs are deprecated."""
+    for message in (
+        "Transformer Engine and Apex are not installed",
+        "Apex is not installed",
+        "Please use DTensor instead and we are deprecating ShardedTensor",
+        "`load_state_dict` is deprecated",
+        "When using async grad allreduce it is recommended",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def padded_vocab_size(vocab_size: int, tensor_parallel_size: int) -> int:
+    """The embedding rows: the tokenizer's vocabulary, rounded up so each TP rank holds an equal slice."""
+    return int(math.ceil(vocab_size / tensor_parallel_size) * tensor_parallel_size)
+
+
+def params_dtype(config: dict) -> torch.dtype:
+    return torch.bfloat16 if config["training"]["precision"] == "bf16" else torch.float32
+
+
+def transformer_config(config: dict):
+    """megatron-core TransformerConfig: RMSNorm, SwiGLU, GQA, no biases, no dropout."""
+    from megatron.core.transformer import TransformerConfig
+
+    model, training = config["model"], config["training"]
+    dtype = params_dtype(config)
+    return TransformerConfig(
+        num_layers=model["num_layers"],
+        hidden_size=model["hidden_size"],
+        ffn_hidden_size=model["ffn_hidden_size"],
+        num_attention_heads=model["num_attention_heads"],
+        num_query_groups=model["num_query_groups"],
+        normalization="RMSNorm",
+        layernorm_epsilon=model["norm_epsilon"],
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        init_method_std=model["init_method_std"],
+        tensor_model_parallel_size=training["tensor_model_parallel_size"],
+        pipeline_model_parallel_size=training["pipeline_model_parallel_size"],
+        use_cpu_initialization=True,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        # The fused kernels need Apex/Transformer Engine; the unfused torch paths run everywhere.
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        persist_layer_norm=False,
+        apply_rope_fusion=False,
+        gradient_accumulation_fusion=False,
+        cuda_graph_scope=[],  # the default "full" is deprecated and only warns
+    )
+
+
+def build_model(config: dict, vocab_size: int, *, pre_process: bool = True, post_process: bool = True):
+    """The GPTModel for this rank (model parallel state must be initialized)."""
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    quiet_megatron_warnings()
+    shims.apply()
+    model = config["model"]
+    tp = config["training"]["tensor_model_parallel_size"]
+    gpt = GPTModel(
+        config=transformer_config(config),
+        transformer_layer_spec=get_gpt_layer_local_spec(normalization="RMSNorm"),
+        vocab_size=padded_vocab_size(vocab_size, tp),
+        max_sequence_length=model["seq_length"],
+        pre_process=pre_process,
+        post_process=post_process,
+        parallel_output=True,
+        share_embeddings_and_output_weights=model["tie_embeddings"],
+        position_embedding_type="rope",
+        rotary_base=model["rotary_base"],
+    )
+    if torch.cuda.is_available():
+        gpt.cuda(torch.cuda.current_device())
+    return gpt

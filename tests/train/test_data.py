@@ -1,0 +1,84 @@
+"""The blend file through megatron-core's dataset builder, and Megatron-LM's sample order."""
+
+import json
+
+import pytest
+import torch
+
+import train_corpus as corpus
+from euroflow.errors import EuroflowError
+from euroflow.train.data import build_datasets, build_tokenizer, micro_batches, read_blend, split_string
+from euroflow.train.loop import single_process_group
+
+
+def test_read_blend_resolves_prefixes_and_weights(train_inputs):
+    prefixes, weights = read_blend(train_inputs["blend"])
+    assert [p.rsplit("/", 1)[1] for p in prefixes] == list(corpus.LANGS)
+    assert sum(weights) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "blend, message",
+    [
+        ({"megatron_blend": [0.5, "nowhere/xx"]}, "nowhere/xx.bin/.idx"),
+        ({"megatron_blend": [0.5]}, "megatron_blend: expected"),
+        ({"languages": []}, "megatron_blend: expected"),
+        ({"megatron_blend": ["en", 0.5]}, r"megatron_blend\[0\]"),
+    ],
+)
+def test_bad_blend_files_are_one_line_errors(tmp_path, blend, message):
+    path = tmp_path / "blend.json"
+    path.write_text(json.dumps(blend))
+    with pytest.raises(EuroflowError, match=message) as err:
+        read_blend(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tokenizer_meta_drives_eod_and_vocab(train_inputs, tmp_path):
+    tokenizer = build_tokenizer(train_inputs["tokenizer"])
+    assert (tokenizer.vocab_size, tokenizer.eod, tokenizer.bos) == (1000, 2, 1)
+    assert tokenizer.detokenize(tokenizer.tokenize("Guten Morgen")) == "Guten Morgen"
+    with pytest.raises(EuroflowError, match="tokenizer_meta.json"):
+        build_tokenizer(tmp_path)
+
+
+def test_split_string():
+    assert split_string(0.02) == "0.98,0.02,0"
+    assert split_string(0.0) == "1.0,0.0,0"
+
+
+def test_datasets_come_from_the_blend_with_caches_in_the_run_dir(tmp_path, train_inputs):
+    with single_process_group():
+        data = build_datasets(corpus.tiny_config(), train_inputs["blend"], train_inputs["tokenizer"], tmp_path / "cache",
+                              train_samples=64, valid_samples=8)
+    assert len(data.train) >= 64 and len(data.valid) >= 8
+    sample = data.train[0]
+    assert sample["tokens"].shape == (64,) and torch.equal(sample["tokens"][1:], sample["labels"][:-1])
+    assert int(sample["tokens"].max()) < 1000
+    # documents are [bos] ids [eos]: EOS (the EOD) appears inside the packed sequences
+    assert any(2 in data.train[i]["tokens"].tolist() for i in range(16))
+    assert sorted({int(data.train[i]["dataset_id"]) for i in range(64)}) == [0, 1, 2, 3]
+    assert any((tmp_path / "cache").iterdir())
+    assert not (train_inputs["blend"].parent / "tokenized" / "cache").exists()
+
+
+def test_a_language_too_small_for_the_valid_split_is_refused(tmp_path):
+    # megatron-core's builder would loop forever on a split without documents
+    corpus.write_indexed([[1, 5 + i, 6, 2] for i in range(10)], tmp_path / "xx")
+    (tmp_path / "blend.json").write_text(json.dumps({"megatron_blend": [1.0, str(tmp_path / "xx")]}))
+    config = corpus.tiny_config()
+    config["data"]["valid_fraction"] = 0.02
+    with pytest.raises(EuroflowError, match="10 documents leave none for the valid split"):
+        build_datasets(config, tmp_path / "blend.json", None, tmp_path / "cache", train_samples=8, valid_samples=8)
+
+
+def test_micro_batches_split_the_global_batch_like_megatron():
+    dataset = [{"tokens": torch.tensor([i])} for i in range(100)]
+
+    def ids(batches):
+        return [b["tokens"].view(-1).tolist() for b in batches]
+
+    one_rank = ids(micro_batches(dataset, 16, 4, 2, 0, 1))
+    assert one_rank == [[16, 17], [18, 19], [20, 21], [22, 23]]
+    rank0, rank1 = ids(micro_batches(dataset, 16, 2, 2, 0, 2)), ids(micro_batches(dataset, 16, 2, 2, 1, 2))
+    assert rank0 == [[16, 17], [20, 21]] and rank1 == [[18, 19], [22, 23]]
