@@ -56,7 +56,7 @@ def test_report_with_bpb_only_and_bad_input_leaves_nothing(results, tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('{"tasks": ')
     fresh = [tmp_path / "s.json", tmp_path / "s.md", tmp_path / "s.png"]
-    with pytest.raises(EuroflowError, match=r"broken.json:1: invalid JSON"):
+    with pytest.raises(EuroflowError, match=r"broken.json:1: malformed JSON"):
         evaluate_main(["report", "--bpb", str(bpb), "--mc", str(broken), "--out-json", str(fresh[0]),
                        "--out-md", str(fresh[1]), "--out-png", str(fresh[2])])
     assert not any(p.exists() for p in fresh)

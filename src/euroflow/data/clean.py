@@ -20,6 +20,7 @@ from euroflow import languages
 from euroflow.atomic import atomic_path
 from euroflow.data.hplt import read_shard, write_shard
 from euroflow.errors import EuroflowError
+from euroflow.jsonfile import read_json
 
 
 def _text_hash(text: str) -> bytes:
@@ -155,12 +156,7 @@ def clean_with_config(
 def read_stats(path: str | os.PathLike) -> dict[str, Any]:
     """Load a statistics file written by ``clean_shards``, checking the fields sampling needs."""
     path = Path(path)
-    try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EuroflowError(f"{path}: statistics file not found") from None
-    except json.JSONDecodeError as exc:
-        raise EuroflowError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    stats = read_json(path, "statistics file")
     for key in ("lang", "docs_out", "chars_out"):
         if key not in stats:
             raise EuroflowError(f"{path}: missing field '{key}'")

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 from euroflow.atomic import atomic_path
 from euroflow.data.clean import read_stats
 from euroflow.errors import EuroflowError
+from euroflow.jsonfile import read_json
 
 
 def _check_sizes(sizes: Mapping[str, int]) -> None:
@@ -195,12 +196,7 @@ def write_blend(
 
 def read_blend(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
-    try:
-        blend = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EuroflowError(f"{path}: blend file not found") from None
-    except json.JSONDecodeError as exc:
-        raise EuroflowError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    blend = read_json(path, "blend file")
     for index, entry in enumerate(blend.get("languages", [])):
         for key in ("lang", "weight"):
             if key not in entry:

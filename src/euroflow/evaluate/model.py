@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from euroflow.errors import EuroflowError
+from euroflow.jsonfile import read_json
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,7 @@ def load_model(model_dir: str | Path, device: str = "auto"):
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise EuroflowError(f"{config_path}: missing; expected a Hugging Face model directory (export-hf output)")
-    try:
-        architectures = json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or []
-    except json.JSONDecodeError as exc:
-        raise EuroflowError(f"{config_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    architectures = read_json(config_path, "model config").get("architectures") or []
     if architectures and "LlamaForCausalLM" not in architectures:
         raise EuroflowError(f"{config_path}: architectures={architectures}; expected LlamaForCausalLM")
     try:

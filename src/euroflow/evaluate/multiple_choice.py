@@ -75,7 +75,7 @@ def load_items(path: str | Path, *, max_items: int | None = None) -> list[Item]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise EuroflowError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from None
+                raise EuroflowError(f"{path}:{line_no}: malformed JSON: {exc.msg}") from None
             items.append(_item(record, path, line_no))
     if not items:
         raise EuroflowError(f"{path}: no items")

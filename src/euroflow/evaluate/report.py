@@ -7,16 +7,11 @@ from pathlib import Path
 
 from euroflow.atomic import atomic_path
 from euroflow.errors import EuroflowError
+from euroflow.jsonfile import read_json
 
 
-def read_json(path: str | Path, kind: str, required: tuple[str, ...]) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise EuroflowError(f"{path}: {kind} results file not found")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise EuroflowError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+def read_results(path: str | Path, kind: str, required: tuple[str, ...]) -> dict:
+    document = read_json(path, f"{kind} results file")
     for key in required:
         if key not in document:
             raise EuroflowError(f"{path}: missing key {key!r}; not a {kind} results file")
@@ -153,8 +148,8 @@ def write_report(
     out_md: str | Path,
     out_png: str | Path,
 ) -> dict:
-    bpb = read_json(bpb_json, "bpb", ("languages", "baseline")) if bpb_json else None
-    mc = read_json(mc_json, "multiple-choice", ("tasks",)) if mc_json else None
+    bpb = read_results(bpb_json, "bpb", ("languages", "baseline")) if bpb_json else None
+    mc = read_results(mc_json, "multiple-choice", ("tasks",)) if mc_json else None
     summary = build_summary(bpb, mc)
     write_json(summary, out_json)
     with atomic_path(out_md) as tmp:

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from euroflow.atomic import atomic_path
 from euroflow.errors import EuroflowError
+from euroflow.jsonfile import read_json
 
 MODEL_FILE = "tokenizer.model"
 META_FILE = "tokenizer_meta.json"
@@ -118,12 +119,7 @@ def load_sentencepiece(tokenizer_dir: str | os.PathLike):
 
 def read_meta(tokenizer_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(tokenizer_dir) / META_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EuroflowError(f"{path}: tokenizer metadata not found (is {tokenizer_dir} a tokenizer directory?)") from None
-    except json.JSONDecodeError as exc:
-        raise EuroflowError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+    meta = read_json(path, f"tokenizer metadata (is {tokenizer_dir} a tokenizer directory?)")
     for key in ("vocab_size", "bos_id", "eos_id"):
         if not isinstance(meta.get(key), int):
             raise EuroflowError(f"{path}: missing or non-integer field '{key}'")

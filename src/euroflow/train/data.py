@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Iterator
 import torch
 
 from euroflow.errors import EuroflowError
+from euroflow.jsonfile import read_json
 
 META_FILE = "tokenizer_meta.json"
 
@@ -23,12 +23,7 @@ def _megatron_tokenizer_base():
 
 def load_tokenizer_meta(tokenizer_dir: str | Path) -> dict:
     path = Path(tokenizer_dir) / META_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EuroflowError(f"{path}: missing; the tokenizer directory must contain {META_FILE}") from None
-    except json.JSONDecodeError as exc:
-        raise EuroflowError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    meta = read_json(path, f"tokenizer metadata (the tokenizer directory must contain {META_FILE})")
     for key in ("vocab_size", "eos_id", "bos_id"):
         if not isinstance(meta.get(key), int) or meta[key] < 0:
             raise EuroflowError(f"{path}: {key}: expected a non-negative integer, got {meta.get(key)!r}")
@@ -101,12 +96,7 @@ def build_tokenizer(tokenizer_dir: str | Path):
 def read_blend(blend_path: str | Path) -> tuple[list[str], list[float]]:
     """(prefixes, weights) from ``blend.json``'s megatron_blend; each prefix must have .bin and .idx."""
     blend_path = Path(blend_path)
-    try:
-        blend = json.loads(blend_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EuroflowError(f"{blend_path}: blend file not found") from None
-    except json.JSONDecodeError as exc:
-        raise EuroflowError(f"{blend_path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    blend = read_json(blend_path, "blend file")
     flat = blend.get("megatron_blend") if isinstance(blend, dict) else None
     if not isinstance(flat, list) or not flat or len(flat) % 2:
         raise EuroflowError(f"{blend_path}: megatron_blend: expected a non-empty list [w1, prefix1, w2, prefix2, ...]")
