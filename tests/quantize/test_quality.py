@@ -40,7 +40,9 @@ def test_quality_table_for_two_languages(tiny_model_dir, data_root, variants, tm
     assert rows["gguf-Q8_0"]["file_size"] == gguf_files["Q8_0"].stat().st_size
 
     markdown = out_md.read_text()
-    assert "| variant | file size (MiB) | en | uk | mean bpb | mean delta |" in markdown
+    assert "| variant | file size (MiB) | mean bpb | mean delta | max abs delta |" in markdown
+    assert "| language | hf-fp32 | " in markdown
+    assert "\n| en | " in markdown and "\n| uk | " in markdown
     for name in rows:
         assert f"| {name} |" in markdown
 

@@ -134,22 +134,28 @@ def _gguf_file_type(contents) -> str:
 
 
 def markdown(table: dict) -> str:
-    langs = table["languages"]
+    """A summary row per variant, then bpb per language (rows) and variant (columns) with deltas."""
+    langs, variants = table["languages"], table["variants"]
+    reference = variants[0]["bpb"]
     cap = f", first {table['max_sentences']} sentences per language" if table.get("max_sentences") else ""
     lines = [
         "# Quantization quality",
         "",
-        f"Bits per byte on {table['dataset']}{cap} (lower is better); delta = variant - {table['reference']}, "
-        "averaged over languages. GGUF variants are dequantized and run in float32 (weight error only).",
+        f"Bits per byte on {table['dataset']}{cap} (lower is better); delta = variant - {table['reference']}. "
+        "GGUF variants are dequantized and run in float32 (weight error only).",
         "",
-        "| variant | file size (MiB) | " + " | ".join(langs) + " | mean bpb | mean delta |",
-        "|---|---:|" + "---:|" * len(langs) + "---:|---:|",
+        "| variant | file size (MiB) | mean bpb | mean delta | max abs delta |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for v in table["variants"]:
-        cells = " | ".join(f"{v['bpb'][lang]:.4f}" for lang in langs)
+    for v in variants:
         lines.append(
-            f"| {v['name']} | {v['file_size'] / 2**20:.2f} | {cells} | {v['mean_bpb']:.4f} | {v['mean_delta_vs_fp32']:+.4f} |"
+            f"| {v['name']} | {v['file_size'] / 2**20:.2f} | {v['mean_bpb']:.4f} | {v['mean_delta_vs_fp32']:+.4f}"
+            f" | {v['max_abs_delta_vs_fp32']:.4f} |"
         )
+    lines += ["", "| language | " + " | ".join(v["name"] for v in variants) + " |", "|---|" + "---:|" * len(variants)]
+    for lang in langs:
+        cells = [f"{reference[lang]:.4f}"] + [f"{v['bpb'][lang]:.4f} ({v['bpb'][lang] - reference[lang]:+.4f})" for v in variants[1:]]
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
 
