@@ -1,5 +1,6 @@
 """The whole DAG, small: 4 languages, a 1k vocabulary, 30 training steps, through Snakemake."""
 
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -65,6 +66,23 @@ def test_provenance_has_one_row_per_job(e2e):
     # 3 data jobs per language, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality
     assert len(jobs) == 3 * len(LANGS) + 13
     assert {status for _, status in jobs} == {"success"}
+    (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
+    assert len(config_hash) == 64 and commit
+
+
+def test_provenance_links_the_gguf_to_its_job_and_checksum(e2e):
+    paths, _ = e2e
+    gguf = Path(paths.gguf("Q8_0"))
+    db = sqlite3.connect(paths.provenance_db)
+    rows = db.execute(
+        "select j.rule, j.wildcards, a.sha256, a.size from artifacts a"
+        " join generated g on g.artifact_id = a.id join jobs j on j.id = g.job_id where a.path = ?",
+        (str(gguf.resolve()),),
+    ).fetchall()
+    assert len(rows) == 1
+    rule, wildcards, sha256, size = rows[0]
+    assert rule == "gguf" and json.loads(wildcards) == {"qtype": "Q8_0"}
+    assert sha256 == hashlib.sha256(gguf.read_bytes()).hexdigest() and size == gguf.stat().st_size
 
 
 def test_results_summary_lists_everything(e2e, tmp_path):
