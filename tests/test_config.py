@@ -43,6 +43,9 @@ def test_defaults_are_filled():
         ),
         (lambda c: c.__setitem__("languages", ["de", "xx"]), "languages: unknown language code 'xx'"),
         (lambda c: c["model"].__setitem__("num_query_groups", 3), "model.num_query_groups: must divide"),
+        (lambda c: c["training"].__setitem__("min_lr", 1.0), "training.min_lr: 1.0 exceeds training.lr"),
+        (lambda c: c["training"].__setitem__("warmup_steps", 300), "training.warmup_steps: must be below"),
+        (lambda c: c["training"].__setitem__("tensor_model_parallel_size", 3), "training.tensor_model_parallel_size: 3"),
     ],
 )
 def test_bad_config_names_the_key(mutate, expected):

@@ -86,6 +86,17 @@ def validate(config: dict, source: str = "<config>") -> dict:
         raise EuroflowError(f"{source}: model.hidden_size: must be a multiple of num_attention_heads")
     if training["global_batch_size"] % training["micro_batch_size"]:
         raise EuroflowError(f"{source}: training.global_batch_size: must be a multiple of micro_batch_size")
+    if training["min_lr"] > training["lr"]:
+        raise EuroflowError(f"{source}: training.min_lr: {training['min_lr']} exceeds training.lr {training['lr']}")
+    if training["warmup_steps"] >= training["train_steps"]:
+        raise EuroflowError(f"{source}: training.warmup_steps: must be below train_steps {training['train_steps']}")
+    tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
+    if model["num_attention_heads"] % tp or model["num_query_groups"] % tp or model["ffn_hidden_size"] % tp:
+        raise EuroflowError(
+            f"{source}: training.tensor_model_parallel_size: {tp} must divide attention heads, query groups and ffn_hidden_size"
+        )
+    if model["num_layers"] % pp:
+        raise EuroflowError(f"{source}: training.pipeline_model_parallel_size: {pp} must divide model.num_layers")
     training.setdefault("checkpoint_interval", training["train_steps"])
     return config
 
