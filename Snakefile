@@ -1,19 +1,17 @@
 # euroflow: data preparation -> tokenizer -> Megatron-Core pretraining -> evaluation -> quantization.
 # Run config: --configfile workflow/configs/<name>.yaml (default: the tiny CPU demo).
-import os
-import sys
 from pathlib import Path
 
 from euroflow.config import validate as validate_run_config, write_resolved
 from euroflow.paths import RunPaths
 from euroflow.provenance import announce_run_context
+from euroflow.workflow import put_euroflow_on_path
 
 
 configfile: "workflow/configs/tiny.yaml"
 
 
-# rules call the `euroflow` command of the environment Snakemake runs in, activated or not
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+put_euroflow_on_path()
 validate_run_config(config, source=" + ".join(map(str, workflow.configfiles)) or "run config")
 paths = RunPaths(config)
 LANGS = config["languages"]
