@@ -88,7 +88,8 @@ def build_tokenizer(tokenizer_dir: str | Path):
             return {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
 
         def apply_chat_template(self, *args, **kwargs):
-            raise NotImplementedError("the pretraining tokenizer has no chat template")
+            # abstract in MegatronTokenizerBase; chat templates belong to fine-tuning, not to pretraining data
+            raise EuroflowError(f"{self.path}: a pretraining tokenizer has no chat template")
 
     return EuroflowTokenizer(Path(tokenizer_dir), load_tokenizer_meta(tokenizer_dir))
 
