@@ -36,6 +36,13 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    """Options of every command that scores text with a model (shared with ``euroflow quantize quality``)."""
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="euroflow evaluate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,9 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     bpb.add_argument("--model", required=True, help="Hugging Face Llama directory (with tokenizer.model)")
     bpb.add_argument("--data-root", required=True, help="the multilingual data bundle")
     bpb.add_argument("--languages", default="all", help="'all' or comma-separated keys")
-    bpb.add_argument("--batch-size", type=int, default=16)
-    bpb.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    bpb.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_scoring_options(bpb)
     bpb.add_argument("--out", required=True, help="output JSON")
 
     mc = sub.add_parser("mc", help="multiple-choice accuracy (Belebele, EXAMS, XCOPA)")
@@ -55,9 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--tasks", default="belebele,exams,xcopa")
     mc.add_argument("--languages", default="all", help="'all' or comma-separated keys: only these of each task")
     mc.add_argument("--max-items", type=int, default=None, help="first N items per task and language; 0 = all")
-    mc.add_argument("--batch-size", type=int, default=16)
-    mc.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    mc.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_scoring_options(mc)
     mc.add_argument("--out", required=True, help="output JSON")
 
     report = sub.add_parser("report", help="JSON + Markdown + PNG from bpb/mc results")

@@ -8,6 +8,7 @@ from euroflow.errors import EuroflowError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from euroflow.evaluate.cli import add_scoring_options
     from euroflow.quantize.gguf_export import QTYPES
 
     parser = argparse.ArgumentParser(prog="euroflow quantize", description=__doc__)
@@ -31,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--data-root", required=True)
     quality.add_argument("--languages", default="all", help="'all' or comma-separated keys")
     quality.add_argument("--max-sentences", type=int, default=None, help="first N test sentences per language")
-    quality.add_argument("--batch-size", type=int, default=16)
-    quality.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    quality.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_scoring_options(quality)
     quality.add_argument("--out-json", required=True)
     quality.add_argument("--out-md", required=True)
     return parser
