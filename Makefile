@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.euroflow-installed
 DEMO_CONFIG ?= workflow/configs/tiny.yaml
 PYTEST_ARGS ?=
-# llama-cpp-python ships only as source and compiles llama.cpp (~11 min on 2 cores): build once, keep the wheel
+# llama-cpp-python ships only as source and compiles llama.cpp (~5 min on 2 idle cores): build once, keep the wheel
 LLAMA_CPP_VERSION := 0.3.36
 WHEELHOUSE ?= $(HOME)/.cache/euroflow/wheels
 LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)

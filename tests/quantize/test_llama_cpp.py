@@ -1,6 +1,6 @@
 """Our GGUF files in real llama.cpp (through llama-cpp-python, which compiles llama.cpp from source).
 
-``make test`` builds llama-cpp-python once (about 11 minutes on 2 cores), caches the wheel, installs it
+``make test`` builds llama-cpp-python once (about 5 minutes on 2 idle cores), caches the wheel, installs it
 and sets EUROFLOW_REQUIRE_LLAMA_CPP=1, so there this test runs or fails, never skips. Outside ``make test``
 it is skipped when ``llama_cpp`` is not importable.
 """
