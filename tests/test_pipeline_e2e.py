@@ -94,3 +94,46 @@ def test_results_summary_lists_everything(e2e, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout
     assert "training loss" in proc.stdout and "bits-per-byte" in proc.stdout
+
+
+def prov(paths, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "euroflow.cli", "prov", *args, "--db", paths.provenance_db], capture_output=True, text=True
+    )
+
+
+def test_lineage_of_the_gguf_reaches_the_raw_shards(e2e):
+    paths, _ = e2e
+    proc = prov(paths, "lineage", paths.gguf("Q8_0"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    tree = json.loads(proc.stdout)
+    rules, leaves = set(), set()
+
+    def walk(node):
+        if "job" in node:
+            rules.add(node["job"]["rule"])
+            assert node["job"]["git_commit"] and len(node["job"]["config_hash"]) == 64
+        if not node.get("inputs") and not node.get("seen"):
+            leaves.add(node["path"])
+        for child in node.get("inputs", []):
+            walk(child)
+
+    walk(tree)
+    assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "tokenize_language", "clean_shard", "demo_shard"} <= rules
+    assert leaves == {str(Path(paths.raw_shard(lang)).resolve()) for lang in LANGS}
+
+
+def test_verify_names_a_changed_shard(e2e):
+    paths, _ = e2e
+    (run,) = json.loads(prov(paths, "runs", "--json").stdout)
+    assert prov(paths, "verify", run["id"]).returncode == 0
+    shard = Path(paths.raw_shard("de"))
+    original = shard.read_bytes()
+    try:
+        shard.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+        proc = prov(paths, "verify", run["id"], "--json")
+        assert proc.returncode == 1
+        problems = json.loads(proc.stdout)["problems"]
+        assert [(p["path"], p["status"]) for p in problems] == [(str(shard.resolve()), "changed")]
+    finally:
+        shard.write_bytes(original)

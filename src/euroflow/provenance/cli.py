@@ -3,6 +3,8 @@
     runs [--db PATH] [--json]         one line per run
     show RUN_ID [--db PATH] [--json]  a run, its config and packages, jobs and artifacts
     jobs RUN_ID [--db PATH] [--json]  the jobs of a run (one line per attempt)
+    lineage PATH [--db PATH] [--json] the tree from an artifact back to its sources
+    verify RUN_ID [--db PATH] [--json]  recompute checksums; exit 1 if anything changed or vanished
 
 RUN_ID may be an unambiguous prefix of the id.
 """
@@ -11,16 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from euroflow.errors import EuroflowError
 from euroflow.provenance.db import open_db
-from euroflow.provenance.queries import list_jobs, list_runs, run_detail
+from euroflow.provenance.queries import lineage, list_jobs, list_runs, run_detail, verify
 
 # the provenance_db default of workflow/schemas/config.schema.yaml
 DEFAULT_DB = "results/provenance.sqlite"
@@ -103,11 +107,53 @@ def _print_show(console: Console, d: dict) -> None:
     console.print(artifacts)
 
 
+def _relative(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+def _lineage_tree(node: dict, tree: Tree | None = None, parent_run: str | None = None) -> Tree:
+    """One line per artifact; run, commit and config are shown where they differ from the consumer's."""
+    label = Text(_relative(node["path"]), style="bold" if tree is None else "")
+    label.append(f"  sha256 {_short(node['sha256'], 12)}", style="dim")
+    if node.get("seen"):
+        label.append("  (shown above)", style="dim")
+    elif "job" in node:
+        job = node["job"]
+        wildcards = ",".join(f"{k}={v}" for k, v in job["wildcards"].items())
+        label.append(f"  <- {job['rule']}" + (f"[{wildcards}]" if wildcards else ""), style="cyan")
+        if len(job["attempts"]) > 1:
+            label.append(f"  attempts {'/'.join(map(str, job['attempts']))}", style="dim")
+        if job["run"] != parent_run:
+            dirty = "+dirty" if job["git_dirty"] else ""
+            label.append(
+                f"  run {job['run'][:8]} commit {_short(job['git_commit'], 12)}{dirty} config {_short(job['config_hash'], 12)}",
+                style="dim",
+            )
+    branch = Tree(label) if tree is None else tree.add(label)
+    for child in node.get("inputs", []):
+        _lineage_tree(child, branch, node.get("job", {}).get("run"))
+    return branch
+
+
+def _print_verify(console: Console, result: dict) -> None:
+    if result["ok"]:
+        console.print(f"run {result['run']}: all {result['checked']} recorded artifacts unchanged")
+        return
+    table = Table("status", "path", "recorded sha256", "current sha256", title=f"run {result['run']}: changed artifacts")
+    for p in result["problems"]:
+        _row(table, p["status"], _relative(p["path"]), _short(p["recorded_sha256"], 16), _short(p["current_sha256"], 16))
+    console.print(table)
+    console.print(f"{len(result['problems'])} of {result['checked']} recorded artifacts changed or missing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="euroflow prov", description="Recorded runs, jobs and artifacts.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, help_text: str, with_run: bool) -> None:
+    def add(name: str, help_text: str, with_run: bool) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if with_run:
             p.add_argument("run_id", metavar="RUN_ID", help="run id or an unambiguous prefix")
@@ -115,10 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--db", default=DEFAULT_DB, metavar="PATH", help=f"provenance SQLite database (default: {DEFAULT_DB})"
         )
         p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+        return p
 
     add("runs", "list the recorded runs", with_run=False)
     add("show", "one run: config, packages, jobs, artifacts", with_run=True)
     add("jobs", "the jobs of one run", with_run=True)
+    add("lineage", "the tree from an artifact back to its sources", with_run=False).add_argument(
+        "path", metavar="PATH", help="a file or directory the workflow produced"
+    )
+    add("verify", "recompute the checksums of everything a run read or wrote", with_run=True)
     return parser
 
 
@@ -136,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "show":
                 data = run_detail(engine, args.run_id)
                 render = lambda: _print_show(console, data)  # noqa: E731
+            elif args.command == "lineage":
+                data = lineage(engine, args.path)
+                render = lambda: console.print(_lineage_tree(data))  # noqa: E731
+            elif args.command == "verify":
+                data = verify(engine, args.run_id)
+                render = lambda: _print_verify(console, data)  # noqa: E731
             else:
                 data = list_jobs(engine, args.run_id)
                 render = lambda: console.print(_jobs_table(data, f"jobs of run {args.run_id}"))  # noqa: E731
@@ -149,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         render()
-    return 0
+    return 1 if args.command == "verify" and not data["ok"] else 0
 
 
 if __name__ == "__main__":

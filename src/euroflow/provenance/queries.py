@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from euroflow.errors import EuroflowError
-from euroflow.provenance.models import Generated, Job, Run, Used
+from euroflow.provenance.models import Artifact, Generated, Job, Run, Used
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -133,3 +134,82 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
                 artifacts.setdefault(edge["artifact_id"], {k: v for k, v in edge.items() if k != "role"})
         detail["artifacts"] = sorted(artifacts.values(), key=lambda a: (a["path"], a["artifact_id"]))
         return detail
+
+
+def _producer(session: Session, artifact: Artifact) -> Job | None:
+    """The latest successful job that wrote this artifact (same path, same content)."""
+    return session.scalars(
+        select(Job)
+        .join(Generated, Generated.job_id == Job.id)
+        .where(Generated.artifact_id == artifact.id, Generated.role == "output", Job.status == "success")
+        .options(selectinload(Job.used).selectinload(Used.artifact), selectinload(Job.run))
+        .order_by(Job.ended_at.desc(), Job.id.desc())
+        .limit(1)
+    ).first()
+
+
+def lineage(engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
+    """The tree from the artifact at ``path`` (its most recently recorded content) back to the
+    artifacts no recorded job produced. An artifact reached twice is expanded once (``"seen": true``)."""
+    abspath = os.path.abspath(path)
+    with Session(engine) as session:
+        artifact = session.scalars(
+            select(Artifact).where(Artifact.path == abspath).order_by(Artifact.first_seen_at.desc(), Artifact.id.desc())
+        ).first()
+        if artifact is None:
+            raise EuroflowError(f"{path}: no such artifact in the provenance database")
+        expanded: set[int] = set()
+
+        def node(a: Artifact) -> dict[str, Any]:
+            out: dict[str, Any] = {"path": a.path, "kind": a.kind, "sha256": a.sha256, "size": a.size}
+            if a.id in expanded:
+                out["seen"] = True
+                return out
+            expanded.add(a.id)
+            job = _producer(session, a)
+            if job is not None:
+                attempts = session.scalars(
+                    select(Job.attempt).where(Job.run_id == job.run_id, Job.snakemake_jobid == job.snakemake_jobid)
+                ).all()
+                out["job"] = {
+                    "rule": job.rule,
+                    "wildcards": job.wildcards,
+                    "run": job.run_id,
+                    "attempts": sorted(attempts),
+                    "ended_at": _iso(job.ended_at),
+                    "git_commit": job.run.git_commit,
+                    "git_dirty": job.run.git_dirty,
+                    "config_hash": job.run.config_hash,
+                }
+                inputs = sorted((e.artifact for e in job.used if e.role == "input"), key=lambda x: x.path)
+                out["inputs"] = [node(i) for i in inputs]
+            return out
+
+        return node(artifact)
+
+
+def verify(engine: Engine, run_id: str) -> dict[str, Any]:
+    """Recompute the digest of every file and directory a run read or wrote; report what changed."""
+    from euroflow.provenance.hashing import DigestCache, observe
+
+    with Session(engine) as session:
+        run_id = resolve_run_id(session, run_id)
+        artifacts = session.scalars(
+            select(Artifact)
+            .where(
+                Artifact.id.in_(select(Used.artifact_id).join(Job, Job.id == Used.job_id).where(Job.run_id == run_id))
+                | Artifact.id.in_(
+                    select(Generated.artifact_id).join(Job, Job.id == Generated.job_id).where(Job.run_id == run_id)
+                )
+            )
+            .where(Artifact.kind.in_(("file", "directory")))
+            .order_by(Artifact.path)
+        ).all()
+        cache = DigestCache()
+        checked = []
+        for a in artifacts:
+            now = observe(a.path, cache)
+            status = "missing" if now.kind == "missing" else "ok" if now.sha256 == a.sha256 else "changed"
+            checked.append({"path": a.path, "status": status, "recorded_sha256": a.sha256, "current_sha256": now.sha256})
+        problems = [c for c in checked if c["status"] != "ok"]
+        return {"run": run_id, "checked": len(checked), "ok": not problems, "problems": problems}
