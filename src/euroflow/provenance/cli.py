@@ -5,6 +5,7 @@
     jobs RUN_ID [--db PATH] [--json]  the jobs of a run (one line per attempt)
     lineage PATH [--db PATH] [--json] the tree from an artifact back to its sources
     verify RUN_ID [--db PATH] [--json]  recompute checksums; exit 1 if anything changed or vanished
+    diff RUN_A RUN_B [--db PATH] [--json]  config keys, code, package versions and checksums that differ
 
 RUN_ID may be an unambiguous prefix of the id.
 """
@@ -24,7 +25,7 @@ from rich.tree import Tree
 
 from euroflow.errors import EuroflowError
 from euroflow.provenance.db import open_db
-from euroflow.provenance.queries import lineage, list_jobs, list_runs, run_detail, verify
+from euroflow.provenance.queries import diff_runs, lineage, list_jobs, list_runs, run_detail, verify
 
 # the provenance_db default of workflow/schemas/config.schema.yaml
 DEFAULT_DB = "results/provenance.sqlite"
@@ -149,6 +150,24 @@ def _print_verify(console: Console, result: dict) -> None:
     console.print(f"{len(result['problems'])} of {result['checked']} recorded artifacts changed or missing")
 
 
+def _print_diff(console: Console, diff: dict) -> None:
+    console.print(f"a = run {diff['a']}\nb = run {diff['b']}")
+    sections = [
+        ("config", diff["config"]),
+        ("code", [{"key": k, **v} for k, v in diff["code"].items()]),
+        ("packages", diff["packages"]),
+        ("artifacts (sha256)", [{**d, "a": _short(d["a"], 16), "b": _short(d["b"], 16)} for d in diff["artifacts"]]),
+    ]
+    for title, rows in sections:
+        if not rows:
+            console.print(f"{title}: identical")
+            continue
+        table = Table("key", "a", "b", title=f"{title}: {len(rows)} differ")
+        for row in rows:
+            _row(table, row["key"], "-" if row["a"] is None else row["a"], "-" if row["b"] is None else row["b"])
+        console.print(table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="euroflow prov", description="Recorded runs, jobs and artifacts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         "path", metavar="PATH", help="a file or directory the workflow produced"
     )
     add("verify", "recompute the checksums of everything a run read or wrote", with_run=True)
+    add("diff", "what differs between two runs", with_run=True).add_argument(
+        "other_run_id", metavar="RUN_B", help="the run to compare with"
+    )
     return parser
 
 
@@ -190,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "lineage":
                 data = lineage(engine, args.path)
                 render = lambda: console.print(_lineage_tree(data))  # noqa: E731
+            elif args.command == "diff":
+                data = diff_runs(engine, args.run_id, args.other_run_id)
+                render = lambda: _print_diff(console, data)  # noqa: E731
             elif args.command == "verify":
                 data = verify(engine, args.run_id)
                 render = lambda: _print_verify(console, data)  # noqa: E731

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from typing import Any
 
@@ -213,3 +214,60 @@ def verify(engine: Engine, run_id: str) -> dict[str, Any]:
             checked.append({"path": a.path, "status": status, "recorded_sha256": a.sha256, "current_sha256": now.sha256})
         problems = [c for c in checked if c["status"] != "ok"]
         return {"run": run_id, "checked": len(checked), "ok": not problems, "problems": problems}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _run_artifacts(session: Session, run: Run) -> dict[str, str | None]:
+    """Path (relative to the run's working directory) -> sha256 of what the run read or wrote."""
+    rows = session.execute(
+        select(Artifact.path, Artifact.sha256)
+        .join(Used, Used.artifact_id == Artifact.id)
+        .join(Job, Job.id == Used.job_id)
+        .where(Job.run_id == run.id)
+        .union(
+            select(Artifact.path, Artifact.sha256)
+            .join(Generated, Generated.artifact_id == Artifact.id)
+            .join(Job, Job.id == Generated.job_id)
+            .where(Job.run_id == run.id, Generated.role == "output")
+        )
+    ).all()
+    return {os.path.relpath(path, run.workdir) if run.workdir else path: sha for path, sha in rows}
+
+
+def diff_runs(engine: Engine, run_a: str, run_b: str) -> dict[str, Any]:
+    """What differs between two runs: config keys, code, package versions, artifact checksums.
+    Artifacts are matched by their path relative to each run's working directory."""
+    with Session(engine) as session:
+        a = session.get(Run, resolve_run_id(session, run_a))
+        b = session.get(Run, resolve_run_id(session, run_b))
+        config_a = _flatten(json.loads(a.config_json)) if a.config_json else {}
+        config_b = _flatten(json.loads(b.config_json)) if b.config_json else {}
+        packages_a = {p.name: p.version for p in a.packages}
+        packages_b = {p.name: p.version for p in b.packages}
+        artifacts_a, artifacts_b = _run_artifacts(session, a), _run_artifacts(session, b)
+
+        def changed(left: dict, right: dict) -> list[dict[str, Any]]:
+            keys = sorted(set(left) | set(right))
+            return [{"key": k, "a": left.get(k), "b": right.get(k)} for k in keys if left.get(k) != right.get(k)]
+
+        code = {
+            "git_commit": {"a": a.git_commit, "b": b.git_commit},
+            "git_dirty": {"a": a.git_dirty, "b": b.git_dirty},
+            "snakemake_version": {"a": a.snakemake_version, "b": b.snakemake_version},
+        }
+        return {
+            "a": a.id,
+            "b": b.id,
+            "config": changed(config_a, config_b),
+            "code": {k: v for k, v in code.items() if v["a"] != v["b"]},
+            "packages": changed(packages_a, packages_b),
+            "artifacts": changed(artifacts_a, artifacts_b),
+        }

@@ -1,0 +1,72 @@
+"""lineage, verify and diff on a database filled by real Snakemake runs of the tiny workflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from prov_workflow import DB_RELATIVE, make_workflow, snakemake
+
+from euroflow.errors import EuroflowError
+from euroflow.provenance.db import open_db
+from euroflow.provenance.queries import diff_runs, lineage, list_runs, verify
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    work = make_workflow(tmp_path / "wf")
+    assert snakemake(work, "out/bundle").returncode == 0
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["greeting"] = "servus"
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    assert snakemake(work, "out/bundle", "--forceall").returncode == 0
+    engine = open_db(work / DB_RELATIVE, create=False)
+    yield work, engine, [r["id"] for r in list_runs(engine)]
+    engine.dispose()
+
+
+def test_lineage_walks_back_to_the_first_outputs(two_runs):
+    work, engine, (first, second) = two_runs
+    tree = lineage(engine, work / "out" / "bundle")
+    assert tree["kind"] == "directory" and tree["job"]["rule"] == "bundle" and tree["job"]["run"] == second
+    assert sorted(child["job"]["wildcards"]["lang"] for child in tree["inputs"]) == ["de", "fr"]
+    assert all(child["inputs"] == [] for child in tree["inputs"])
+    with pytest.raises(EuroflowError, match="no such artifact"):
+        lineage(engine, work / "out" / "nothing.txt")
+
+
+def test_verify_reports_changed_and_missing_artifacts(two_runs):
+    work, engine, (_, second) = two_runs
+    assert verify(engine, second)["ok"]
+    (work / "out" / "de" / "greeting.txt").write_text("changed\n")
+    (work / "out" / "bundle" / "all.txt").unlink()
+    problems = {p["path"].split("/wf/")[1]: p["status"] for p in verify(engine, second)["problems"]}
+    assert problems == {"out/de/greeting.txt": "changed", "out/bundle": "changed"}
+    (work / "out" / "fr" / "greeting.txt").unlink()
+    problems = {p["path"].split("/wf/")[1]: p["status"] for p in verify(engine, second)["problems"]}
+    assert problems["out/fr/greeting.txt"] == "missing"
+
+
+def test_diff_names_the_config_key_and_the_changed_outputs(two_runs):
+    work, engine, (first, second) = two_runs
+    diff = diff_runs(engine, first, second)
+    assert diff["config"] == [{"key": "greeting", "a": "hello", "b": "servus"}]
+    changed = {d["key"] for d in diff["artifacts"]}
+    assert {"out/de/greeting.txt", "out/fr/greeting.txt", "out/bundle"} <= changed
+    assert diff["packages"] == [] and "git_commit" not in diff["code"]
+    assert diff_runs(engine, first, first)["artifacts"] == []
+
+
+def test_cli_verify_exit_code_and_diff_json(two_runs):
+    work, engine, (first, second) = two_runs
+    cli = [sys.executable, "-m", "euroflow.cli", "prov"]
+    db = ["--db", str(work / DB_RELATIVE)]
+    assert subprocess.run(cli + ["verify", second] + db, capture_output=True).returncode == 0
+    (work / "out" / "de" / "greeting.txt").write_text("changed\n")
+    proc = subprocess.run(cli + ["verify", second[:8]] + db, capture_output=True, text=True)
+    assert proc.returncode == 1 and "greeting.txt" in proc.stdout
+    proc = subprocess.run(cli + ["diff", first, second, "--json"] + db, capture_output=True, text=True)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["config"][0]["key"] == "greeting"
