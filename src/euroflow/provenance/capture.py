@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from euroflow.provenance import recorder
 from euroflow.provenance.context import RUN_CONTEXT_ATTR
 from euroflow.provenance.db import open_db, session_factory
-from euroflow.provenance.environment import git_state, package_versions
+from euroflow.provenance.environment import git_state, package_versions, redact_command, snapshot
 from euroflow.provenance.hashing import DigestCache, Observation, observe
 
 # Snakemake appends " (label)" to some file names in job events (snakemake/io/fmt.py).
@@ -197,7 +197,7 @@ class RunCapture:
                 recorder.utc(created),
                 workdir=workdir,
                 snakefile=str(snakefile) if snakefile else None,
-                command=fields.get("cmd"),
+                command=redact_command(fields.get("cmd")),
                 host=fields.get("host"),
                 user=fields.get("user"),
                 snakemake_version=fields.get("snakemake_version"),
@@ -206,6 +206,7 @@ class RunCapture:
                 git_commit=commit,
                 git_dirty=dirty,
                 packages=package_versions(),
+                environment=snapshot(),
             )
         self._apply_context()
 

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from euroflow.config import config_hash
+from euroflow.provenance.environment import REDACTED, is_secret
 from euroflow.errors import EuroflowError
 
 RUN_CONTEXT_ATTR = "euroflow_run_context"
@@ -21,9 +22,18 @@ SNAKEMAKE_LOGGER = "snakemake.logging"
 PLUGIN_MODULE = "snakemake_logger_plugin_euroflow"
 
 
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret(str(k)) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def canonical_config_json(config: dict) -> str:
-    """The text whose sha256 is :func:`euroflow.config.config_hash`."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    """The text whose sha256 is :func:`euroflow.config.config_hash`, with the values of
+    secret-looking keys (``*_token``, ``*_password``, …) redacted (the hash is of the original)."""
+    return json.dumps(_redacted(config), sort_keys=True, separators=(",", ":"), default=str)
 
 
 def run_context(

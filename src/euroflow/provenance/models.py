@@ -68,6 +68,7 @@ class Run(Base):
 
     jobs: Mapped[list["Job"]] = relationship(back_populates="run", order_by="Job.id")
     packages: Mapped[list["RunPackage"]] = relationship(back_populates="run", order_by="RunPackage.name")
+    environments: Mapped[list["Environment"]] = relationship(back_populates="run", order_by="Environment.id")
 
 
 class RunPackage(Base):
@@ -148,3 +149,25 @@ class Generated(Base):
 
     job: Mapped[Job] = relationship(back_populates="generated")
     artifact: Mapped[Artifact] = relationship()
+
+
+class Environment(Base):
+    """The software environment a run (the Snakemake head process) ran in; secrets redacted."""
+
+    __tablename__ = "environments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    captured_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    host: Mapped[Optional[str]] = mapped_column(String(255))
+    python: Mapped[Optional[str]] = mapped_column(String(32))
+    torch: Mapped[Optional[str]] = mapped_column(String(64))
+    cuda: Mapped[Optional[str]] = mapped_column(String(32))
+    rocm: Mapped[Optional[str]] = mapped_column(String(32))
+    container_image: Mapped[Optional[str]] = mapped_column(Text)
+    loaded_modules: Mapped[list] = mapped_column(JSON, default=list)
+    gpus: Mapped[list] = mapped_column(JSON, default=list)
+    packages: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    variables: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+    run: Mapped[Run] = relationship(back_populates="environments")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from euroflow.errors import EuroflowError
 from euroflow.provenance.hashing import Observation
-from euroflow.provenance.models import Artifact, Generated, Job, Run, RunPackage, Used
+from euroflow.provenance.models import Artifact, Environment, Generated, Job, Run, RunPackage, Used
 
 
 def utc(timestamp: float) -> dt.datetime:
@@ -34,6 +34,7 @@ def start_run(
     git_commit: str | None = None,
     git_dirty: bool | None = None,
     packages: dict[str, str | None] | None = None,
+    environment: dict[str, Any] | None = None,
 ) -> Run:
     if session.get(Run, run_id) is not None:
         raise EuroflowError(f"run {run_id}: already recorded")
@@ -55,6 +56,8 @@ def start_run(
     session.add(run)
     for name, version in (packages or {}).items():
         session.add(RunPackage(run_id=run_id, name=name, version=version))
+    if environment is not None:
+        session.add(Environment(run_id=run_id, captured_at=started_at, host=host, **environment))
     session.flush()
     return run
 
