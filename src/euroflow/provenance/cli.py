@@ -84,6 +84,13 @@ def _print_show(console: Console, d: dict) -> None:
         _row(head, key, "-" if value is None else str(value))
     for name, version in d["packages"].items():
         _row(head, f"package {name}", version or "(not installed)")
+    for env in d["environments"]:
+        build = f"torch {env['torch'] or '-'}" + (f", CUDA {env['cuda']}" if env["cuda"] else "") + (
+            f", ROCm {env['rocm']}" if env["rocm"] else ""
+        )
+        _row(head, "environment", f"{build}; {len(env['packages'])} packages; GPUs: {', '.join(env['gpus']) or 'none'}")
+        _row(head, "container", env["container_image"] or "-")
+        _row(head, "modules", " ".join(env["loaded_modules"]) or "-")
     console.print(head)
     console.print(_jobs_table(d["jobs"], "jobs"))
     for j in d["jobs"]:

@@ -127,6 +127,22 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
             config_json=run.config_json,
             error=run.error,
             packages={p.name: p.version for p in run.packages},
+            environments=[
+                {
+                    "captured_at": _iso(e.captured_at),
+                    "host": e.host,
+                    "python": e.python,
+                    "torch": e.torch,
+                    "cuda": e.cuda,
+                    "rocm": e.rocm,
+                    "container_image": e.container_image,
+                    "loaded_modules": e.loaded_modules,
+                    "gpus": e.gpus,
+                    "packages": e.packages,
+                    "variables": e.variables,
+                }
+                for e in run.environments
+            ],
         )
         detail["jobs"] = [_job_dict(job, with_edges=True) for job in jobs]
         artifacts: dict[int, dict[str, Any]] = {}
