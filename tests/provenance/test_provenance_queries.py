@@ -12,7 +12,7 @@ from prov_workflow import DB_RELATIVE, make_workflow, snakemake
 
 from euroflow.errors import EuroflowError
 from euroflow.provenance.db import open_db
-from euroflow.provenance.queries import diff_runs, lineage, list_runs, verify
+from euroflow.provenance.queries import diff_runs, lineage, list_jobs, list_runs, verify
 
 
 @pytest.fixture
@@ -70,3 +70,19 @@ def test_cli_verify_exit_code_and_diff_json(two_runs):
     assert proc.returncode == 1 and "greeting.txt" in proc.stdout
     proc = subprocess.run(cli + ["diff", first, second, "--json"] + db, capture_output=True, text=True)
     assert proc.returncode == 0 and json.loads(proc.stdout)["config"][0]["key"] == "greeting"
+
+
+def test_cli_exports_prov_json_and_ro_crate(two_runs, tmp_path):
+    from prov.model import ProvDocument
+    from rocrate.rocrate import ROCrate
+
+    work, engine, (first, second) = two_runs
+    cli = [sys.executable, "-m", "euroflow.cli", "prov", "export", second, "--db", str(work / DB_RELATIVE)]
+    proc = subprocess.run(cli + ["--format", "prov-json", "-o", str(tmp_path / "run.json")], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert ProvDocument.deserialize(str(tmp_path / "run.json"), format="json").get_records()
+    crate_dir = tmp_path / "crate"
+    proc = subprocess.run(cli + ["--format", "ro-crate", "-o", str(crate_dir), "--license", "CC-BY-4.0"], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    actions = [e for e in ROCrate(crate_dir).get_entities() if e.type == "CreateAction"]
+    assert len(actions) == 1 + len(list_jobs(engine, second))  # the run, then one per job attempt

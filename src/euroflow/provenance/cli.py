@@ -6,6 +6,7 @@
     lineage PATH [--db PATH] [--json] the tree from an artifact back to its sources
     verify RUN_ID [--db PATH] [--json]  recompute checksums; exit 1 if anything changed or vanished
     diff RUN_A RUN_B [--db PATH] [--json]  config keys, code, package versions and checksums that differ
+    export RUN_ID --format prov-json|ro-crate -o PATH [--license L]   W3C PROV-JSON or a Provenance Run Crate
 
 RUN_ID may be an unambiguous prefix of the id.
 """
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -199,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("diff", "what differs between two runs", with_run=True).add_argument(
         "other_run_id", metavar="RUN_B", help="the run to compare with"
     )
+    export = add("export", "write a run as W3C PROV-JSON or as a Workflow/Provenance Run RO-Crate", with_run=True)
+    export.add_argument("--format", required=True, choices=("prov-json", "ro-crate"))
+    export.add_argument("-o", "--out", required=True, metavar="PATH", help="a .json file, or the crate directory")
+    export.add_argument("--license", default=None, help="licence of the crate (URL or text), ro-crate only")
     return parser
 
 
@@ -222,6 +228,15 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "diff":
                 data = diff_runs(engine, args.run_id, args.other_run_id)
                 render = lambda: _print_diff(console, data)  # noqa: E731
+            elif args.command == "export":
+                from euroflow.provenance.export import export_prov_json, export_ro_crate
+
+                if args.format == "prov-json":
+                    written = export_prov_json(engine, args.run_id, Path(args.out))
+                else:
+                    written = export_ro_crate(engine, args.run_id, Path(args.out), license=args.license)
+                data = {"format": args.format, "path": str(written)}
+                render = lambda: console.print(f"wrote {written}")  # noqa: E731
             elif args.command == "verify":
                 data = verify(engine, args.run_id)
                 render = lambda: _print_verify(console, data)  # noqa: E731
