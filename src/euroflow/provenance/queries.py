@@ -7,14 +7,16 @@ import json
 import os
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, bindparam, case, func, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from euroflow.errors import EuroflowError
 from euroflow.provenance.models import Artifact, Generated, Job, Run, Used
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def _iso(value: dt.datetime | str | None) -> str | None:
+    if isinstance(value, str):  # raw SQL rows carry SQLite's text form
+        value = dt.datetime.fromisoformat(value)
     return None if value is None else value.replace(tzinfo=dt.timezone.utc).isoformat()
 
 
@@ -86,25 +88,21 @@ def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
     return out
 
 
-def _jobs(session: Session, run_id: str) -> list[Job]:
-    return list(
-        session.scalars(
-            select(Job)
-            .where(Job.run_id == run_id)
-            .options(
-                selectinload(Job.used).selectinload(Used.artifact),
-                selectinload(Job.generated).selectinload(Generated.artifact),
-            )
-            .order_by(Job.started_at, Job.id)
+def _jobs(session: Session, run_id: str, *, with_edges: bool = True) -> list[Job]:
+    query = select(Job).where(Job.run_id == run_id).order_by(Job.started_at, Job.id)
+    if with_edges:
+        query = query.options(
+            selectinload(Job.used).selectinload(Used.artifact),
+            selectinload(Job.generated).selectinload(Generated.artifact),
         )
-    )
+    return list(session.scalars(query))
 
 
 def list_jobs(engine: Engine, run_id: str) -> list[dict[str, Any]]:
     """The jobs (one entry per attempt) of a run, in start order, without their artifacts."""
     with Session(engine) as session:
         run_id = resolve_run_id(session, run_id)
-        return [_job_dict(job, with_edges=False) for job in _jobs(session, run_id)]
+        return [_job_dict(job, with_edges=False) for job in _jobs(session, run_id, with_edges=False)]
 
 
 def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -153,56 +151,101 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
         return detail
 
 
-def _producer(session: Session, artifact: Artifact) -> Job | None:
-    """The latest successful job that wrote this artifact (same path, same content)."""
-    return session.scalars(
-        select(Job)
-        .join(Generated, Generated.job_id == Job.id)
-        .where(Generated.artifact_id == artifact.id, Generated.role == "output", Job.status == "success")
-        .options(selectinload(Job.used).selectinload(Used.artifact), selectinload(Job.run))
-        .order_by(Job.ended_at.desc(), Job.id.desc())
-        .limit(1)
-    ).first()
+_LATEST_PRODUCERS = text(
+    "SELECT artifact_id, job_id FROM ("
+    " SELECT g.artifact_id, j.id AS job_id,"
+    " ROW_NUMBER() OVER (PARTITION BY g.artifact_id ORDER BY j.ended_at DESC, j.id DESC) AS rank"
+    " FROM generated g JOIN jobs j ON j.id = g.job_id"
+    " WHERE g.artifact_id IN :ids AND g.role = 'output' AND j.status = 'success'"
+    ") WHERE rank = 1"
+).bindparams(bindparam("ids", expanding=True))
+_JOBS_WITH_RUNS = text(
+    "SELECT j.id, j.rule, j.wildcards, j.run_id, j.snakemake_jobid, j.ended_at, r.git_commit, r.git_dirty, r.config_hash"
+    " FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+_JOB_INPUTS = text(
+    "SELECT u.job_id, a.id, a.path, a.kind, a.sha256, a.size FROM used u JOIN artifacts a ON a.id = u.artifact_id"
+    " WHERE u.job_id IN :ids AND u.role = 'input'"
+).bindparams(bindparam("ids", expanding=True))
+_ATTEMPTS = text(
+    "SELECT snakemake_jobid, attempt FROM jobs WHERE run_id = :run AND snakemake_jobid IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+_CHUNK = 30_000  # below SQLite's limit on bound parameters
+
+
+def _chunks(ids) -> Any:
+    ids = list(ids)
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
 
 
 def lineage(engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
     """The tree from the artifact at ``path`` (its most recently recorded content) back to the
-    artifacts no recorded job produced. An artifact reached twice is expanded once (``"seen": true``)."""
+    artifacts no recorded job produced. An artifact reached twice is expanded once (``"seen": true``).
+
+    Walks the graph a level at a time (a few statements per level, not per node): a model trained
+    on thousands of shards has a lineage of tens of thousands of nodes."""
     abspath = os.path.abspath(path)
-    with Session(engine) as session:
-        artifact = session.scalars(
-            select(Artifact).where(Artifact.path == abspath).order_by(Artifact.first_seen_at.desc(), Artifact.id.desc())
+    with engine.connect() as connection:
+        root = connection.execute(
+            text("SELECT id, path, kind, sha256, size FROM artifacts WHERE path = :path ORDER BY first_seen_at DESC, id DESC LIMIT 1"),
+            {"path": abspath},
         ).first()
-        if artifact is None:
+        if root is None:
             raise EuroflowError(f"{path}: no such artifact in the provenance database")
-        expanded: set[int] = set()
+        artifacts, producer, jobs, inputs = {root.id: root}, {}, {}, {}
+        frontier = {root.id}
+        while frontier:
+            new_jobs = set()
+            for chunk in _chunks(frontier):
+                for artifact_id, job_id in connection.execute(_LATEST_PRODUCERS, {"ids": chunk}):
+                    producer[artifact_id] = job_id
+                    if job_id not in jobs:
+                        new_jobs.add(job_id)
+            frontier = set()
+            for chunk in _chunks(new_jobs):
+                for row in connection.execute(_JOBS_WITH_RUNS, {"ids": chunk}):
+                    jobs[row.id], inputs[row.id] = row, []
+                for row in connection.execute(_JOB_INPUTS, {"ids": chunk}):
+                    inputs[row.job_id].append(row.id)
+                    if row.id not in artifacts:
+                        artifacts[row.id] = row
+                        frontier.add(row.id)
+        attempts: dict[tuple[str, int], list[int]] = {}
+        by_run: dict[str, set[int]] = {}
+        for job in jobs.values():
+            by_run.setdefault(job.run_id, set()).add(job.snakemake_jobid)
+        for run_id, jobids in by_run.items():
+            for chunk in _chunks(jobids):
+                for jobid, attempt in connection.execute(_ATTEMPTS, {"run": run_id, "ids": chunk}):
+                    attempts.setdefault((run_id, jobid), []).append(attempt)
 
-        def node(a: Artifact) -> dict[str, Any]:
-            out: dict[str, Any] = {"path": a.path, "kind": a.kind, "sha256": a.sha256, "size": a.size}
-            if a.id in expanded:
-                out["seen"] = True
-                return out
-            expanded.add(a.id)
-            job = _producer(session, a)
-            if job is not None:
-                attempts = session.scalars(
-                    select(Job.attempt).where(Job.run_id == job.run_id, Job.snakemake_jobid == job.snakemake_jobid)
-                ).all()
-                out["job"] = {
-                    "rule": job.rule,
-                    "wildcards": job.wildcards,
-                    "run": job.run_id,
-                    "attempts": sorted(attempts),
-                    "ended_at": _iso(job.ended_at),
-                    "git_commit": job.run.git_commit,
-                    "git_dirty": job.run.git_dirty,
-                    "config_hash": job.run.config_hash,
-                }
-                inputs = sorted((e.artifact for e in job.used if e.role == "input"), key=lambda x: x.path)
-                out["inputs"] = [node(i) for i in inputs]
+    expanded: set[int] = set()
+
+    def node(artifact_id: int) -> dict[str, Any]:
+        a = artifacts[artifact_id]
+        out: dict[str, Any] = {"path": a.path, "kind": a.kind, "sha256": a.sha256, "size": a.size}
+        if artifact_id in expanded:
+            out["seen"] = True
             return out
+        expanded.add(artifact_id)
+        job_id = producer.get(artifact_id)
+        if job_id is not None:
+            job = jobs[job_id]
+            out["job"] = {
+                "rule": job.rule,
+                "wildcards": json.loads(job.wildcards) if isinstance(job.wildcards, str) else job.wildcards,
+                "run": job.run_id,
+                "attempts": sorted(attempts[(job.run_id, job.snakemake_jobid)]),
+                "ended_at": _iso(job.ended_at),
+                "git_commit": job.git_commit,
+                "git_dirty": None if job.git_dirty is None else bool(job.git_dirty),
+                "config_hash": job.config_hash,
+            }
+            out["inputs"] = [node(i) for i in sorted(inputs[job_id], key=lambda i: artifacts[i].path)]
+        return out
 
-        return node(artifact)
+    return node(root.id)
 
 
 def verify(engine: Engine, run_id: str) -> dict[str, Any]:
