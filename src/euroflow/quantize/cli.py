@@ -80,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    try:
-        sys.exit(main())
-    except EuroflowError as exc:
-        print(f"euroflow: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    from euroflow.cli import main as euroflow_main
+
+    sys.exit(euroflow_main(["quantize", *sys.argv[1:]]))

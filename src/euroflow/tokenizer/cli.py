@@ -94,12 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except EuroflowError as exc:
-        print(f"euroflow: error: {exc}", file=sys.stderr)
-        return 1
+    return args.func(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from euroflow.cli import main as euroflow_main
+
+    sys.exit(euroflow_main(["tokenizer", *sys.argv[1:]]))
