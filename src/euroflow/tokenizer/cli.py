@@ -94,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except EuroflowError as exc:
+        print(f"euroflow: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
