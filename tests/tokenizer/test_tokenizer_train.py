@@ -161,3 +161,12 @@ def test_cli_chain_on_two_languages(tmp_path, data_root, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not in the blend" in err and "en" in err
     assert not bad.exists()
+
+
+def test_same_inputs_and_seed_give_a_byte_identical_tokenizer_directory(pipeline, run_config, tmp_path):
+    from euroflow.tokenizer.train import train_tokenizer
+
+    again = tmp_path / "tokenizer"
+    train_tokenizer(run_config, pipeline["clean"], pipeline["blend"], again)
+    first = {p.name: p.read_bytes() for p in pipeline["tokenizer"].iterdir()}
+    assert {p.name: p.read_bytes() for p in again.iterdir()} == first
