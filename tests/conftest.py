@@ -17,3 +17,18 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, data_root) -> Path:
+    """A tiny trained Llama with the contract's tokenizer, laid out like `euroflow train export-hf` output."""
+    from tiny_model import build_model_dir
+
+    return build_model_dir(tmp_path_factory.mktemp("tiny-llama"), data_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_tied_model_dir(tmp_path_factory, data_root) -> Path:
+    from tiny_model import build_model_dir
+
+    return build_model_dir(tmp_path_factory.mktemp("tiny-llama-tied"), data_root, tied=True, train_steps=0)

@@ -1,4 +1,4 @@
-"""A small real tokenizer and a tiny Llama, both trained on NTREX text, for the evaluate/quantize tests.
+"""A small real tokenizer and a tiny Llama, both trained on NTREX text, for the evaluate and quantize tests (fixtures in conftest.py).
 
 The tokenizer comes from the tokenizer room (``train_tokenizer_from_texts``, the contract's
 SentencePiece BPE); the model is a 2-layer ``LlamaForCausalLM`` trained for a few steps and saved with
@@ -76,14 +76,3 @@ def build_model_dir(out_dir: Path, data_root: Path, *, train_steps: int = 30, ma
     for name in os.listdir(tok_dir):
         shutil.copy(tok_dir / name, model_dir / name)
     return model_dir
-
-
-_BUILT: dict[tuple, Path] = {}
-
-
-def shared_model_dir(tmp_path_factory, data_root: Path, **options) -> Path:
-    """One build per test session and options, shared by the evaluate and quantize tests."""
-    key = tuple(sorted(options.items()))
-    if key not in _BUILT:
-        _BUILT[key] = build_model_dir(tmp_path_factory.mktemp("tiny-llama"), data_root, **options)
-    return _BUILT[key]
