@@ -121,8 +121,8 @@ def read_meta(tokenizer_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(tokenizer_dir) / META_FILE
     meta = read_json(path, f"tokenizer metadata (is {tokenizer_dir} a tokenizer directory?)")
     for key in ("vocab_size", "bos_id", "eos_id"):
-        if not isinstance(meta.get(key), int):
-            raise EuroflowError(f"{path}: missing or non-integer field '{key}'")
+        if not isinstance(meta.get(key), int) or meta[key] < 0:
+            raise EuroflowError(f"{path}: missing or non-integer field '{key}' (got {meta.get(key)!r})")
     return meta
 
 

@@ -11,23 +11,12 @@ import torch
 
 from euroflow.errors import EuroflowError
 from euroflow.jsonfile import read_json
-
-META_FILE = "tokenizer_meta.json"
-
+from euroflow.tokenizer.train import read_meta
 
 def _megatron_tokenizer_base():
     from megatron.core.tokenizers import MegatronTokenizerBase
 
     return MegatronTokenizerBase
-
-
-def load_tokenizer_meta(tokenizer_dir: str | Path) -> dict:
-    path = Path(tokenizer_dir) / META_FILE
-    meta = read_json(path, f"tokenizer metadata (the tokenizer directory must contain {META_FILE})")
-    for key in ("vocab_size", "eos_id", "bos_id"):
-        if not isinstance(meta.get(key), int) or meta[key] < 0:
-            raise EuroflowError(f"{path}: {key}: expected a non-negative integer, got {meta.get(key)!r}")
-    return meta
 
 
 def build_tokenizer(tokenizer_dir: str | Path):
@@ -91,7 +80,7 @@ def build_tokenizer(tokenizer_dir: str | Path):
             # abstract in MegatronTokenizerBase; chat templates belong to fine-tuning, not to pretraining data
             raise EuroflowError(f"{self.path}: a pretraining tokenizer has no chat template")
 
-    return EuroflowTokenizer(Path(tokenizer_dir), load_tokenizer_meta(tokenizer_dir))
+    return EuroflowTokenizer(Path(tokenizer_dir), read_meta(tokenizer_dir))
 
 
 def read_blend(blend_path: str | Path) -> tuple[list[str], list[float]]:

@@ -17,8 +17,8 @@ from torch.distributed.checkpoint.api import CheckpointException  # a BaseExcept
 
 from euroflow.atomic import atomic_path
 from euroflow.errors import EuroflowError
+from euroflow.tokenizer.train import read_meta
 from euroflow.train import checkpoint, shims
-from euroflow.train.data import load_tokenizer_meta
 from euroflow.train.model import padded_vocab_size, quiet_megatron_warnings
 
 MAX_ABS_DIFF = 1e-4
@@ -107,7 +107,7 @@ def export_hf(config: dict, checkpoint_dir, tokenizer_dir, out_dir) -> dict:
     shims.apply()
     tokenizer_dir, out_dir = Path(tokenizer_dir), Path(out_dir)
     ckpt = resolve_checkpoint(checkpoint_dir)
-    meta = load_tokenizer_meta(tokenizer_dir)
+    meta = read_meta(tokenizer_dir)
     if not (tokenizer_dir / "tokenizer.model").is_file():
         raise EuroflowError(f"{tokenizer_dir / 'tokenizer.model'}: missing; needed next to the exported model")
     vocab_size = padded_vocab_size(meta["vocab_size"], config["training"]["tensor_model_parallel_size"])
