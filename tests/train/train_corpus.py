@@ -19,7 +19,10 @@ def ntrex_documents(data_root: Path, lang: str) -> list[str]:
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) -> Path:
-    """SentencePiece BPE as in the tokenizer contract (byte fallback, unk=0 bos=1 eos=2, no pad)."""
+    """SentencePiece BPE as in the tokenizer contract (byte fallback, unk=0 bos=1 eos=2, no pad).
+
+    Deliberately not euroflow.tokenizer's trainer: the golden loss curve must not move when the
+    tokenizer room changes its settings; it pins only the training code."""
     import io
 
     import sentencepiece as spm
