@@ -118,3 +118,44 @@ class RunPaths:
 
     def quality(self, ext: str) -> str:
         return self._p("quantized", f"quality.{ext}")
+
+
+def artifact_category(path: str) -> str:
+    """What a file or directory is to the pipeline (provenance's artifact category), read from
+    where :class:`RunPaths` puts it; files outside the layout are classified by their suffix."""
+    parts = Path(path).parts
+    name = parts[-1] if parts else ""
+
+    def under(*segments: str) -> bool:
+        n = len(segments)
+        return any(parts[i : i + n] == segments for i in range(len(parts) - n))
+
+    if under("logs") or name.endswith(".log"):
+        return "log"
+    if name.endswith(".png"):
+        return "plot"
+    if name == "config.resolved.json":
+        return "config"
+    if under("data", "raw") or under("data", "clean") or name.endswith((".jsonl.zst", ".parquet", ".jsonl")):
+        return "shard"
+    if under("data", "stats"):
+        return "statistics"
+    if under("data", "blend") or (parts[-2:] == ("data", "blend")):
+        return "blend"
+    if under("data", "tokenized") or name.endswith((".bin", ".idx")):
+        return "indexed_dataset"
+    if name == "tokenizer" or under("tokenizer"):
+        return "tokenizer"
+    if name == "checkpoints" or under("train", "checkpoints"):
+        return "checkpoint"
+    if name == "train_log.jsonl":
+        return "training_log"
+    if name == "hf" or under("hf"):
+        return "hf_export"
+    if under("eval"):
+        return "eval_report"
+    if name.endswith((".gguf", "-int8.pt")):
+        return "quantized_model"
+    if under("reports") or under("quantized"):
+        return "report"
+    return "other"

@@ -126,3 +126,39 @@ def _tables(db) -> set[str]:
     names = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
     con.close()
     return names
+
+
+def test_database_of_the_previous_schema_version_keeps_its_records(tmp_path):
+    script = ScriptDirectory.from_config(alembic_config())
+    previous = script.get_revision(head_revision()).down_revision
+    db = tmp_path / "previous.sqlite"
+    old = create_engine(f"sqlite:///{db}")
+    with old.begin() as conn:
+        command.upgrade(alembic_config(conn), previous)
+        conn.exec_driver_sql(
+            "insert into runs (id, status, started_at, workdir) values ('r1', 'success', '2026-01-01 00:00:00', '/w')"
+        )
+        conn.exec_driver_sql(
+            "insert into jobs (id, run_id, snakemake_jobid, attempt, rule, wildcards, status, started_at)"
+            " values (1, 'r1', 3, 1, 'pretrain', '{}', 'success', '2026-01-01 00:00:01')"
+        )
+        conn.exec_driver_sql(
+            "insert into artifacts (id, path, sha256, size, kind, first_seen_at)"
+            " values (1, '/w/results/x/quantized/x-Q8_0.gguf', 'ab', 2, 'file', '2026-01-01 00:00:02')"
+        )
+        conn.exec_driver_sql("insert into generated (job_id, artifact_id, role, at) values (1, 1, 'output', '2026-01-01 00:00:02')")
+    old.dispose()
+
+    engine = open_db(db)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+    con = sqlite3.connect(db)
+    assert con.execute("select id, status, site from runs").fetchall() == [("r1", "success", None)]
+    assert con.execute("select rule, status, host from jobs").fetchall() == [("pretrain", "success", None)]
+    assert con.execute("select path, sha256, category from artifacts").fetchall() == [
+        ("/w/results/x/quantized/x-Q8_0.gguf", "ab", None)
+    ]
+    assert con.execute("select count(*) from generated").fetchone() == (1,)
+    assert con.execute("select count(*) from slurm_jobs").fetchone() == (0,)
+    assert con.execute("pragma integrity_check").fetchone() == ("ok",)
+    con.close()

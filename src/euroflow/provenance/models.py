@@ -15,7 +15,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -36,6 +38,11 @@ NAMING_CONVENTION = {
 RUN_STATUSES = ("running", "success", "failed", "incomplete")
 JOB_STATUSES = ("running", "success", "failed", "incomplete")
 ARTIFACT_KINDS = ("file", "directory", "missing", "pipe", "storage")
+# what an artifact is to the pipeline (euroflow.paths.artifact_category decides from the layout)
+ARTIFACT_CATEGORIES = (
+    "shard", "statistics", "blend", "tokenizer", "indexed_dataset", "checkpoint", "hf_export",
+    "eval_report", "quantized_model", "report", "plot", "training_log", "config", "log", "other",
+)
 
 
 class Base(DeclarativeBase):
@@ -64,6 +71,10 @@ class Run(Base):
     config_json: Mapped[Optional[str]] = mapped_column(Text)
     git_commit: Mapped[Optional[str]] = mapped_column(String(64))
     git_dirty: Mapped[Optional[bool]] = mapped_column(Boolean)
+    # sha256 of `git diff HEAD --binary` plus untracked files: which uncommitted code ran
+    git_diff_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    site: Mapped[Optional[str]] = mapped_column(String(64), index=True)
+    profile: Mapped[Optional[str]] = mapped_column(Text)
     error: Mapped[Optional[str]] = mapped_column(Text)
 
     jobs: Mapped[list["Job"]] = relationship(back_populates="run", order_by="Job.id")
@@ -87,7 +98,10 @@ class Job(Base):
     """One attempt of one Snakemake job (a PROV activity informed by its run)."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("run_id", "snakemake_jobid", "attempt"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "snakemake_jobid", "attempt"),
+        Index("ix_jobs_run_id_status", "run_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
@@ -103,8 +117,12 @@ class Job(Base):
     shellcmd: Mapped[Optional[str]] = mapped_column(Text)
     threads: Mapped[Optional[int]] = mapped_column(Integer)
     is_local: Mapped[Optional[bool]] = mapped_column(Boolean)
+    host: Mapped[Optional[str]] = mapped_column(String(255))
+    # the job's own sidecar record, if one was ingested (euroflow prov ingest)
+    sidecar: Mapped[Optional[str]] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="jobs")
+    slurm: Mapped[list["SlurmJob"]] = relationship(back_populates="job", order_by="SlurmJob.id")
     used: Mapped[list["Used"]] = relationship(back_populates="job", order_by="Used.artifact_id")
     generated: Mapped[list["Generated"]] = relationship(back_populates="job", order_by="Generated.artifact_id")
 
@@ -120,6 +138,7 @@ class Artifact(Base):
     sha256: Mapped[Optional[str]] = mapped_column(String(64), index=True)
     size: Mapped[Optional[int]] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
+    category: Mapped[Optional[str]] = mapped_column(String(32), index=True)
     first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
@@ -165,9 +184,37 @@ class Environment(Base):
     cuda: Mapped[Optional[str]] = mapped_column(String(32))
     rocm: Mapped[Optional[str]] = mapped_column(String(32))
     container_image: Mapped[Optional[str]] = mapped_column(Text)
+    container_digest: Mapped[Optional[str]] = mapped_column(String(80))
     loaded_modules: Mapped[list] = mapped_column(JSON, default=list)
     gpus: Mapped[list] = mapped_column(JSON, default=list)
     packages: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     variables: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
     run: Mapped[Run] = relationship(back_populates="environments")
+
+
+class SlurmJob(Base):
+    """A Slurm allocation that ran (part of) a job attempt: a requeued job has several.
+    Fields come from the job's own environment (its sidecar) and from Slurm accounting (sacct)."""
+
+    __tablename__ = "slurm_jobs"
+    __table_args__ = (UniqueConstraint("job_id", "slurm_jobid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    slurm_jobid: Mapped[str] = mapped_column(String(32), index=True)
+    array_index: Mapped[Optional[int]] = mapped_column(Integer)
+    partition: Mapped[Optional[str]] = mapped_column(String(64))
+    account: Mapped[Optional[str]] = mapped_column(String(64))
+    qos: Mapped[Optional[str]] = mapped_column(String(64))
+    nodelist: Mapped[Optional[str]] = mapped_column(Text)
+    num_nodes: Mapped[Optional[int]] = mapped_column(Integer)
+    gpus: Mapped[Optional[int]] = mapped_column(Integer)
+    state: Mapped[Optional[str]] = mapped_column(String(32))
+    exit_code: Mapped[Optional[str]] = mapped_column(String(16))
+    elapsed_s: Mapped[Optional[float]] = mapped_column(Float)
+    max_rss_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    energy_j: Mapped[Optional[float]] = mapped_column(Float)
+    log_path: Mapped[Optional[str]] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="slurm")

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, bindparam, case, func, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from euroflow.errors import EuroflowError
-from euroflow.provenance.models import Artifact, Generated, Job, Run, Used
+from euroflow.provenance.models import Artifact, Generated, Job, Run, SlurmJob, Used
 
 
 def _iso(value: dt.datetime | str | None) -> str | None:
@@ -45,6 +45,9 @@ def _run_summary(run: Run, n_jobs: int, n_failed: int) -> dict[str, Any]:
         "config_hash": run.config_hash,
         "host": run.host,
         "user": run.user,
+        "site": run.site,
+        "profile": run.profile,
+        "git_diff_sha256": run.git_diff_sha256,
     }
 
 
@@ -63,7 +66,25 @@ def list_runs(engine: Engine) -> list[dict[str, Any]]:
 
 def _edge(edge: Used | Generated) -> dict[str, Any]:
     a = edge.artifact
-    return {"role": edge.role, "path": a.path, "sha256": a.sha256, "size": a.size, "kind": a.kind, "artifact_id": a.id}
+    return {
+        "role": edge.role,
+        "path": a.path,
+        "sha256": a.sha256,
+        "size": a.size,
+        "kind": a.kind,
+        "category": a.category,
+        "artifact_id": a.id,
+    }
+
+
+SLURM_FIELDS = (
+    "slurm_jobid", "array_index", "partition", "account", "qos", "nodelist", "num_nodes", "gpus",
+    "state", "exit_code", "elapsed_s", "max_rss_bytes", "energy_j", "log_path",
+)
+
+
+def _slurm_dict(slurm: SlurmJob) -> dict[str, Any]:
+    return {name: getattr(slurm, name) for name in SLURM_FIELDS}
 
 
 def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
@@ -81,6 +102,9 @@ def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
         "threads": job.threads,
         "local": job.is_local,
         "shellcmd": job.shellcmd,
+        "host": job.host,
+        "sidecar": job.sidecar,
+        "slurm": [_slurm_dict(s) for s in job.slurm],
     }
     if with_edges:
         out["used"] = [_edge(e) for e in job.used]
@@ -89,7 +113,7 @@ def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
 
 
 def _jobs(session: Session, run_id: str, *, with_edges: bool = True) -> list[Job]:
-    query = select(Job).where(Job.run_id == run_id).order_by(Job.started_at, Job.id)
+    query = select(Job).where(Job.run_id == run_id).order_by(Job.started_at, Job.id).options(selectinload(Job.slurm))
     if with_edges:
         query = query.options(
             selectinload(Job.used).selectinload(Used.artifact),
@@ -134,6 +158,7 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
                     "cuda": e.cuda,
                     "rocm": e.rocm,
                     "container_image": e.container_image,
+                    "container_digest": e.container_digest,
                     "loaded_modules": e.loaded_modules,
                     "gpus": e.gpus,
                     "packages": e.packages,

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from euroflow.errors import EuroflowError
+from euroflow.paths import artifact_category
 from euroflow.provenance.hashing import Observation
 from euroflow.provenance.models import Artifact, Environment, Generated, Job, Run, RunPackage, Used
 
@@ -89,6 +90,7 @@ def artifact_for(session: Session, observation: Observation, seen_at: dt.datetim
         sha256=observation.sha256,
         size=observation.size,
         kind=observation.kind,
+        category=artifact_category(observation.path),
         first_seen_at=seen_at,
     )
     session.add(artifact)
