@@ -5,6 +5,7 @@ from pathlib import Path
 from euroflow.config import validate as validate_run_config, write_resolved
 from euroflow.paths import RunPaths
 from euroflow.provenance import announce_run_context
+from euroflow.provenance.sidecar import record_job_sidecars
 from euroflow.workflow import put_euroflow_on_path
 
 
@@ -45,3 +46,7 @@ rule all:
         paths.loss_curve,
         paths.eval_file("report.md"),
         paths.quality("md"),
+
+
+# after the last rule: each job also writes its own record next to its first output (*.prov.json)
+record_job_sidecars(workflow)

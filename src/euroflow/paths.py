@@ -136,6 +136,8 @@ def artifact_category(path: str) -> str:
         return "plot"
     if name == "config.resolved.json":
         return "config"
+    if name == "train_log.jsonl":
+        return "training_log"
     if under("data", "raw") or under("data", "clean") or name.endswith((".jsonl.zst", ".parquet", ".jsonl")):
         return "shard"
     if under("data", "stats"):
@@ -148,8 +150,6 @@ def artifact_category(path: str) -> str:
         return "tokenizer"
     if name == "checkpoints" or under("train", "checkpoints"):
         return "checkpoint"
-    if name == "train_log.jsonl":
-        return "training_log"
     if name == "hf" or under("hf"):
         return "hf_export"
     if under("eval"):

@@ -10,6 +10,7 @@ import yaml
 
 SNAKEFILE = r'''
 from euroflow.provenance import announce_run_context
+from euroflow.provenance.sidecar import record_job_sidecars
 
 configfile: "config.yaml"
 
@@ -43,6 +44,8 @@ rule flaky:  # fails on its first attempt only
 rule forgetful:  # exits 0 but never writes its output
     output: "out/forgotten.txt"
     shell: "true"
+
+record_job_sidecars(workflow)
 '''
 
 CONFIG = {"db": "prov/provenance.sqlite", "greeting": "hello"}

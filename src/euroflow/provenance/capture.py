@@ -25,7 +25,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from euroflow.provenance import recorder
+from euroflow.errors import EuroflowError
+from euroflow.provenance import recorder, sidecar
 from euroflow.provenance.context import RUN_CONTEXT_ATTR
 from euroflow.provenance.db import open_db, session_factory
 from euroflow.provenance.environment import git_state, package_versions, redact_command, snapshot
@@ -48,6 +49,8 @@ class _JobState:
     started: float
     products: list[tuple[str, str]]  # (role, path as Snakemake names it)
     logs: list[str]
+    wildcards: dict[str, str] = field(default_factory=dict)
+    sidecar: str | None = None  # where the job writes its own record (absolute)
     done: bool = False
     failed: bool = False
 
@@ -94,11 +97,12 @@ class RunCapture:
         self._run: _RunState | None = None
         self._cache = DigestCache()
         self._context: dict[str, Any] | None = None
+        self._workflow_id: str | None = None  # known before the run can be written
         self.failures: list[str] = []  # events that could not be recorded
 
     @property
     def run_id(self) -> str | None:
-        return self._run.run_id if self._run else None
+        return self._run.run_id if self._run else self._workflow_id
 
     @property
     def unrecorded_jobs(self) -> int:
@@ -115,6 +119,8 @@ class RunCapture:
                 return
             if event not in _HANDLERS:
                 return
+            if event == "workflow_started":
+                self._workflow_id = str(fields["workflow_id"])
             if self._engine is None:
                 self._pending.append((event, fields, created))
                 return
@@ -219,6 +225,7 @@ class RunCapture:
         if fields.get("benchmark"):
             products.append(("benchmark", str(fields["benchmark"])))
         logs = [str(f) for f in fields.get("log") or []]
+        wildcards = {str(k): str(v) for k, v in dict(fields.get("wildcards") or {}).items()}
         with self._sessions.begin() as session:
             job = recorder.start_job(
                 session,
@@ -226,24 +233,29 @@ class RunCapture:
                 jobid,
                 rule=str(fields["rule_name"]),
                 started_at=recorder.utc(created),
-                wildcards={str(k): str(v) for k, v in dict(fields.get("wildcards") or {}).items()},
+                wildcards=wildcards,
                 shellcmd=fields.get("shellcmd"),
                 threads=fields.get("threads"),
                 is_local=fields.get("local"),
                 inputs=inputs,
             )
-            self._run.jobs[jobid] = _JobState(job.id, job.rule, created, products, logs)
+            self._run.jobs[jobid] = _JobState(
+                job.id, job.rule, created, products, logs, wildcards, self._sidecar_path(products, logs)
+            )
 
     def _on_job_finished(self, fields: dict[str, Any], created: float) -> None:
         job = self._job(fields.get("job_id"))
         if job is None:
             return
+        attempt = self._sidecar_attempt(job)
         outputs = []
         for role, name in job.products:
             outputs += self._observe([name], role)
         outputs += self._observe(job.logs, "log")
         with self._sessions.begin() as session:
             recorder.finish_job(session, job.db_id, recorder.utc(created), outputs)
+            if attempt is not None:
+                recorder.apply_sidecar(session, job.db_id, attempt, job.sidecar)
         job.done = True
 
     def _on_job_error(self, fields: dict[str, Any], created: float) -> None:
@@ -282,6 +294,7 @@ class RunCapture:
 
     def _fail(self, job: _JobState, error: str, created: float, logs: list[str] | None = None) -> None:
         match = _EXIT_STATUS.search(error)
+        attempt = self._sidecar_attempt(job)
         with self._sessions.begin() as session:
             recorder.fail_job(
                 session,
@@ -291,6 +304,8 @@ class RunCapture:
                 exit_status=int(match[1]) if match else None,
                 outputs=self._observe(job.logs if logs is None else logs, "log"),
             )
+            if attempt is not None:
+                recorder.apply_sidecar(session, job.db_id, attempt, job.sidecar)
         job.done = job.failed = True
 
     # -- helpers --------------------------------------------------------------------------
@@ -308,6 +323,31 @@ class RunCapture:
                 error.consumed = True
                 return error
         return None
+
+    def _sidecar_path(self, products: list[tuple[str, str]], logs: list[str]) -> str | None:
+        files = [parse_file_name(n) for _, n in products if _ == "output"]
+        outputs = [p for parsed in files if parsed and parsed[0] == "file" for p in [parsed[1]]]
+        path = sidecar.sidecar_path(outputs, logs)
+        return None if path is None else os.path.join(self._run.workdir, path)
+
+    def _sidecar_attempt(self, job: _JobState) -> dict[str, Any] | None:
+        """This attempt as the job recorded it (its latest in this run), seeding the digest
+        cache with the outputs it hashed; None when the job wrote no sidecar."""
+        if job.sidecar is None or not os.path.exists(job.sidecar):
+            return None
+        try:
+            attempts = sidecar.read(job.sidecar)["attempts"]
+        except EuroflowError as exc:
+            self.failures.append(str(exc))
+            return None
+        mine = [
+            a for a in attempts
+            if a.get("run_id") == self._run.run_id and a["rule"] == job.rule and a["wildcards"] == job.wildcards
+        ]
+        if not mine:
+            return None
+        self._cache.seed(mine[-1].get("digests") or [])
+        return mine[-1]
 
     def _observe(self, names: list[Any], role: str) -> list[tuple[str, Observation]]:
         observed = []

@@ -1,12 +1,15 @@
 """``euroflow prov``: look at recorded runs, jobs and artifacts.
 
-    runs [--db PATH] [--json]         one line per run
+    runs [--site S] [--status S] [--since DATE] [--until DATE] [--db PATH] [--json]   one line per run
     show RUN_ID [--db PATH] [--json]  a run, its config and packages, jobs and artifacts
     jobs RUN_ID [--db PATH] [--json]  the jobs of a run (one line per attempt)
     lineage PATH [--db PATH] [--json] the tree from an artifact back to its sources
     verify RUN_ID [--db PATH] [--json]  recompute checksums; exit 1 if anything changed or vanished
     diff RUN_A RUN_B [--db PATH] [--json]  config keys, code, package versions and checksums that differ
     export RUN_ID --format prov-json|ro-crate -o PATH [--license L]   W3C PROV-JSON or a Provenance Run Crate
+    report RUN_ID -o PATH.html        one self-contained HTML page: DAG, jobs, timings, plots
+    card RUN_ID -o DIR                training summary (card.md + card.json): data, compute, evaluation
+    ingest [PATH ...]                 replay job sidecars (*.prov.json) into the database, idempotently
 
 RUN_ID may be an unambiguous prefix of the id.
 """
@@ -27,6 +30,7 @@ from rich.tree import Tree
 
 from euroflow.errors import EuroflowError
 from euroflow.provenance.db import open_db
+from euroflow.provenance.models import RUN_STATUSES
 from euroflow.provenance.queries import diff_runs, lineage, list_jobs, list_runs, run_detail, verify
 
 # the provenance_db default of workflow/schemas/config.schema.yaml
@@ -52,11 +56,11 @@ def _dirty(value: bool | None) -> str:
 
 def _print_runs(console: Console, runs: list[dict]) -> None:
     table = Table(title="euroflow runs")
-    for col in ("run", "status", "started (UTC)", "ended (UTC)", "jobs", "failed tries", "commit", "tree", "config"):
+    for col in ("run", "status", "site", "started (UTC)", "ended (UTC)", "jobs", "failed tries", "commit", "tree", "config"):
         table.add_column(col, overflow="fold")
     for r in runs:
         _row(
-            table, r["id"], r["status"], _time(r["started_at"]), _time(r["ended_at"]), str(r["jobs"]),
+            table, r["id"], r["status"], r["site"] or "-", _time(r["started_at"]), _time(r["ended_at"]), str(r["jobs"]),
             str(r["failed_attempts"]), _short(r["git_commit"]), _dirty(r["git_dirty"]), _short(r["config_hash"]),
         )
     console.print(table)
@@ -64,14 +68,15 @@ def _print_runs(console: Console, runs: list[dict]) -> None:
 
 def _jobs_table(jobs: list[dict], title: str) -> Table:
     table = Table(title=title)
-    for col in ("job", "try", "rule", "wildcards", "status", "exit", "started (UTC)", "ended (UTC)"):
+    for col in ("job", "try", "rule", "wildcards", "status", "exit", "started (UTC)", "ended (UTC)", "host", "slurm"):
         table.add_column(col, overflow="fold")
     for j in jobs:
         wildcards = ", ".join(f"{k}={v}" for k, v in j["wildcards"].items())
         exit_status = "-" if j["exit_status"] is None else str(j["exit_status"])
+        slurm = ", ".join(s["slurm_jobid"] + (f" {s['state']}" if s["state"] else "") for s in j["slurm"]) or "-"
         _row(
             table, str(j["snakemake_jobid"]), str(j["attempt"]), j["rule"], wildcards, j["status"], exit_status,
-            _time(j["started_at"]), _time(j["ended_at"]),
+            _time(j["started_at"]), _time(j["ended_at"]), j["host"] or "-", slurm,
         )
     return table
 
@@ -80,8 +85,8 @@ def _print_show(console: Console, d: dict) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column(overflow="fold")
-    for key in ("id", "status", "started_at", "ended_at", "workdir", "snakefile", "command", "host", "user",
-                "git_commit", "git_dirty", "config_path", "config_hash", "snakemake_config_md5", "error"):
+    for key in ("id", "status", "started_at", "ended_at", "site", "profile", "workdir", "snakefile", "command", "host",
+                "user", "git_commit", "git_dirty", "git_diff_sha256", "config_path", "config_hash", "snakemake_config_md5", "error"):
         value = d.get(key)
         _row(head, key, "-" if value is None else str(value))
     for name, version in d["packages"].items():
@@ -91,7 +96,7 @@ def _print_show(console: Console, d: dict) -> None:
             f", ROCm {env['rocm']}" if env["rocm"] else ""
         )
         _row(head, "environment", f"{build}; {len(env['packages'])} packages; GPUs: {', '.join(env['gpus']) or 'none'}")
-        _row(head, "container", env["container_image"] or "-")
+        _row(head, "container", (env["container_image"] or "-") + (f" ({env['container_digest']})" if env["container_digest"] else ""))
         _row(head, "modules", " ".join(env["loaded_modules"]) or "-")
     console.print(head)
     console.print(_jobs_table(d["jobs"], "jobs"))
@@ -99,7 +104,7 @@ def _print_show(console: Console, d: dict) -> None:
         if j["error"]:
             console.print(f"[bold red]job {j['snakemake_jobid']} ({escape(j['rule'])}) error:[/] {escape(j['error'])}")
     artifacts = Table(title="artifacts")
-    for col in ("path", "kind", "size", "sha256", "generated by", "used by"):
+    for col in ("path", "category", "size", "sha256", "generated by", "used by"):
         artifacts.add_column(col, overflow="fold")
     producers: dict[int, list[str]] = {}
     consumers: dict[int, list[str]] = {}
@@ -111,7 +116,7 @@ def _print_show(console: Console, d: dict) -> None:
             consumers.setdefault(e["artifact_id"], []).append(label)
     for a in d["artifacts"]:
         _row(
-            artifacts, a["path"], a["kind"], "-" if a["size"] is None else str(a["size"]), _short(a["sha256"], 16),
+            artifacts, a["path"], a["category"] or a["kind"], "-" if a["size"] is None else str(a["size"]), _short(a["sha256"], 16),
             ", ".join(producers.get(a["artifact_id"], [])) or "-", ", ".join(consumers.get(a["artifact_id"], [])) or "-",
         )
     console.print(artifacts)
@@ -127,6 +132,8 @@ def _relative(path: str) -> str:
 def _lineage_tree(node: dict, tree: Tree | None = None, parent_run: str | None = None) -> Tree:
     """One line per artifact; run, commit and config are shown where they differ from the consumer's."""
     label = Text(_relative(node["path"]), style="bold" if tree is None else "")
+    if node.get("category") and node["category"] != "other":
+        label.append(f"  [{node['category']}]", style="magenta")
     label.append(f"  sha256 {_short(node['sha256'], 12)}", style="dim")
     if node.get("seen"):
         label.append("  (shown above)", style="dim")
@@ -134,8 +141,15 @@ def _lineage_tree(node: dict, tree: Tree | None = None, parent_run: str | None =
         job = node["job"]
         wildcards = ",".join(f"{k}={v}" for k, v in job["wildcards"].items())
         label.append(f"  <- {job['rule']}" + (f"[{wildcards}]" if wildcards else ""), style="cyan")
-        if len(job["attempts"]) > 1:
-            label.append(f"  attempts {'/'.join(map(str, job['attempts']))}", style="dim")
+        tries = job["attempts"]
+        if len(tries) > 1 or any(t["slurm_jobids"] for t in tries):
+            label.append(
+                "  " + "; ".join(
+                    f"try {t['attempt']} {t['status']}" + (f" slurm {','.join(t['slurm_jobids'])}" if t["slurm_jobids"] else "")
+                    for t in tries
+                ),
+                style="dim",
+            )
         if job["run"] != parent_run:
             dirty = "+dirty" if job["git_dirty"] else ""
             label.append(
@@ -191,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON instead of tables")
         return p
 
-    add("runs", "list the recorded runs", with_run=False)
+    runs = add("runs", "list the recorded runs", with_run=False)
+    runs.add_argument("--site", help="only runs on this site")
+    runs.add_argument("--status", choices=RUN_STATUSES, help="only runs that ended so")
+    runs.add_argument("--since", metavar="DATE", help="only runs started on or after DATE (YYYY-MM-DD or ISO time, UTC)")
+    runs.add_argument("--until", metavar="DATE", help="only runs started on or before DATE (a date includes the whole day)")
     add("show", "one run: config, packages, jobs, artifacts", with_run=True)
     add("jobs", "the jobs of one run", with_run=True)
     add("lineage", "the tree from an artifact back to its sources", with_run=False).add_argument(
@@ -205,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=("prov-json", "ro-crate"))
     export.add_argument("-o", "--out", required=True, metavar="PATH", help="a .json file, or the crate directory")
     export.add_argument("--license", default=None, help="licence of the crate (URL or text), ro-crate only")
+    add("report", "write one self-contained HTML page about a run", with_run=True).add_argument(
+        "-o", "--out", required=True, metavar="PATH", help="the .html file to write"
+    )
+    add("card", "write a training summary (Markdown + JSON) in the spirit of the EU AI Act", with_run=True).add_argument(
+        "-o", "--out", required=True, metavar="DIR", help="directory for card.md and card.json"
+    )
+    add("ingest", "replay job sidecars (*.prov.json) into the database; safe to repeat", with_run=False).add_argument(
+        "paths", nargs="*", default=["results"], metavar="PATH", help="sidecar files or directories to search (default: results)"
+    )
     return parser
 
 
@@ -214,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:  # piped or captured: do not squeeze ids and hashes into 80 columns
         console = Console(width=200)
     try:
-        engine = open_db(args.db, create=False)
+        engine = open_db(args.db, create=args.command == "ingest")
         try:
             if args.command == "runs":
-                data = list_runs(engine)
+                data = list_runs(engine, site=args.site, status=args.status, since=args.since, until=args.until)
                 render = lambda: _print_runs(console, data)  # noqa: E731
             elif args.command == "show":
                 data = run_detail(engine, args.run_id)
@@ -237,6 +264,27 @@ def main(argv: list[str] | None = None) -> int:
                     written = export_ro_crate(engine, args.run_id, Path(args.out), license=args.license)
                 data = {"format": args.format, "path": str(written)}
                 render = lambda: console.print(f"wrote {written}")  # noqa: E731
+            elif args.command == "report":
+                from euroflow.provenance.report import write_report
+
+                written = write_report(engine, args.run_id, Path(args.out))
+                data = {"path": str(written)}
+                render = lambda: console.print(f"wrote {written}")  # noqa: E731
+            elif args.command == "card":
+                from euroflow.provenance.card import write_card
+
+                written_files = write_card(engine, args.run_id, Path(args.out))
+                data = {"paths": [str(p) for p in written_files]}
+                render = lambda: console.print("wrote " + ", ".join(data["paths"]))  # noqa: E731
+            elif args.command == "ingest":
+                from euroflow.provenance.ingest import ingest
+
+                data = ingest(engine, args.paths)
+                render = lambda: console.print(  # noqa: E731
+                    f"{data['sidecars']} sidecars, {data['attempts']} job attempts: {data['jobs_created']} new, "
+                    f"{data['jobs_completed']} completed, {data['unchanged']} already recorded; "
+                    f"{data['runs_created']} runs known only from sidecars"
+                )
             elif args.command == "verify":
                 data = verify(engine, args.run_id)
                 render = lambda: _print_verify(console, data)  # noqa: E731
@@ -246,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.dispose()
     except EuroflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"euroflow: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
         json.dump(data, sys.stdout, indent=2)

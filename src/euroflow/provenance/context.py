@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from euroflow.config import config_hash
@@ -18,6 +19,7 @@ from euroflow.provenance.environment import REDACTED, is_secret
 from euroflow.errors import EuroflowError
 
 RUN_CONTEXT_ATTR = "euroflow_run_context"
+RUN_ID_WAIT_S = 10.0
 SNAKEMAKE_LOGGER = "snakemake.logging"
 PLUGIN_MODULE = "snakemake_logger_plugin_euroflow"
 
@@ -70,6 +72,8 @@ def announce_run_context(
             "run snakemake with --logger euroflow (profiles/local sets it)"
         )
     context = run_context(config, db=db, config_path=config_path)
+    if plugin is not None:
+        _export_run_id(plugin)
     if context["db"]:
         from euroflow.provenance.db import open_db  # SQLAlchemy/Alembic only when needed
 
@@ -79,3 +83,21 @@ def announce_run_context(
         extra={RUN_CONTEXT_ATTR: context},
     )
     return context
+
+
+def _export_run_id(plugin: Any) -> None:
+    """Put the run id in the environment every job inherits (threads here, sbatch's exported
+    environment on Slurm), so that each job's sidecar names its run. The logger thread sets the
+    id on ``workflow_started``, which Snakemake logs before ``onstart``: wait for it briefly."""
+    from euroflow.provenance.sidecar import RUN_ID_VARIABLE
+
+    deadline = time.monotonic() + RUN_ID_WAIT_S
+    while True:
+        ids = [h.capture.run_id for h in list(plugin.ACTIVE_HANDLERS) if h.capture is not None and h.capture.run_id]
+        if ids or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if ids:
+        os.environ[RUN_ID_VARIABLE] = ids[0]
+    else:
+        os.environ.pop(RUN_ID_VARIABLE, None)

@@ -24,7 +24,8 @@ from sqlalchemy.pool import NullPool
 from euroflow.errors import EuroflowError
 
 FILE_MODE = 0o660  # reduced by the umask: 0o660 or 0o640, never world-readable
-BUSY_TIMEOUT_MS = 60_000
+# writers queue for the lock rather than fail: an ingest may hold it for seconds at a time
+BUSY_TIMEOUT_MS = 300_000
 
 
 def alembic_config(connection=None) -> Config:
@@ -56,10 +57,24 @@ def _create_file(path: Path) -> None:
     os.close(fd)
 
 
-def _make_engine(path: Path) -> Engine:
+def _make_engine(path: Path, *, write: bool) -> Engine:
     engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
     event.listen(engine, "connect", _set_pragmas)
+    if write:
+        # A writer takes the write lock when its transaction begins (BEGIN IMMEDIATE), so that
+        # concurrent writers queue on busy_timeout instead of failing with "database is locked"
+        # when a read lock cannot be upgraded; pysqlite's own BEGIN handling is switched off.
+        event.listen(engine, "connect", _autocommit_driver)
+        event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def _autocommit_driver(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _migrate(engine: Engine, path: Path) -> None:
@@ -82,11 +97,13 @@ def _migrate(engine: Engine, path: Path) -> None:
             command.upgrade(alembic_config(conn), "head")
 
 
-def open_db(path: str | os.PathLike, *, create: bool = True) -> Engine:
+def open_db(path: str | os.PathLike, *, create: bool = True, write: bool | None = None) -> Engine:
     """Return an engine on the provenance database at ``path``, upgraded to the latest schema.
 
-    ``create=False`` refuses a missing file instead of creating it (for readers).
+    ``create=False`` refuses a missing file instead of creating it (for readers). ``write``
+    (default: ``create``) makes every transaction take the write lock at its start.
     """
+    write = create if write is None else write
     path = Path(path).absolute()
     if not path.exists():
         if not create:
@@ -94,7 +111,7 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> Engine:
         _create_file(path)
     elif path.is_dir():
         raise EuroflowError(f"{path}: is a directory, expected a provenance database file")
-    engine = _make_engine(path)
+    engine = _make_engine(path, write=write)
     try:
         _migrate(engine, path)
     except (DatabaseError, sqlite3.DatabaseError) as exc:

@@ -46,10 +46,21 @@ class DigestCache:
 
     def sha256(self, path: str | os.PathLike) -> str:
         st = os.stat(path)
-        key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if key not in self._digests:
             self._digests[key] = sha256_file(path)
         return self._digests[key]
+
+    def export(self) -> list[list]:
+        """The remembered digests as JSON-ready rows, for another process's :meth:`seed`."""
+        return [[*key, digest] for key, digest in self._digests.items()]
+
+    def seed(self, rows: list[list]) -> None:
+        """Take digests another process computed (a job's sidecar): a row only ever matches a
+        file whose inode, size and times are still the same, so a changed file is hashed again."""
+        for row in rows:
+            if isinstance(row, list) and len(row) == 6 and isinstance(row[5], str):
+                self._digests[tuple(row[:5])] = row[5]
 
 
 def directory_manifest(path: str | os.PathLike, cache: DigestCache | None = None) -> list[tuple[str, str, int]]:

@@ -51,17 +51,49 @@ def _run_summary(run: Run, n_jobs: int, n_failed: int) -> dict[str, Any]:
     }
 
 
-def list_runs(engine: Engine) -> list[dict[str, Any]]:
-    """All runs, oldest first, with job counts."""
-    failed = func.sum(case((Job.status == "failed", 1), else_=0))
+def _day_bound(value: str | dt.date | dt.datetime, *, end: bool) -> dt.datetime:
+    """A date (the whole day) or an ISO time, as the naive UTC datetime runs are stored in."""
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise EuroflowError(f"{value!r}: not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+        whole_day = len(value) == 10
+    else:
+        parsed, whole_day = value, not isinstance(value, dt.datetime)
+        parsed = parsed if isinstance(parsed, dt.datetime) else dt.datetime.combine(parsed, dt.time())
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return parsed + dt.timedelta(days=1) if whole_day and end else parsed
+
+
+def list_runs(
+    engine: Engine,
+    *,
+    site: str | None = None,
+    status: str | None = None,
+    since: str | dt.date | None = None,
+    until: str | dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Runs, oldest first, with job counts; filtered by site, status and start time
+    (``since``/``until``: dates include the whole day)."""
+    counts = (
+        select(Job.run_id, func.count().label("n"), func.sum(case((Job.status == "failed", 1), else_=0)).label("failed"))
+        .group_by(Job.run_id)
+        .subquery()
+    )
+    query = select(Run, counts.c.n, counts.c.failed).outerjoin(counts, counts.c.run_id == Run.id)
+    if site is not None:
+        query = query.where(Run.site == site)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if since is not None:
+        query = query.where(Run.started_at >= _day_bound(since, end=False))
+    if until is not None:
+        query = query.where(Run.started_at < _day_bound(until, end=True))
     with Session(engine) as session:
-        rows = session.execute(
-            select(Run, func.count(Job.id), failed)
-            .outerjoin(Job, Job.run_id == Run.id)
-            .group_by(Run.id)
-            .order_by(Run.started_at, Run.id)
-        ).all()
-        return [_run_summary(run, n, int(f or 0)) for run, n, f in rows]
+        rows = session.execute(query.order_by(Run.started_at, Run.id)).all()
+        return [_run_summary(run, int(n or 0), int(f or 0)) for run, n, f in rows]
 
 
 def _edge(edge: Used | Generated) -> dict[str, Any]:
@@ -189,11 +221,13 @@ _JOBS_WITH_RUNS = text(
     " FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id IN :ids"
 ).bindparams(bindparam("ids", expanding=True))
 _JOB_INPUTS = text(
-    "SELECT u.job_id, a.id, a.path, a.kind, a.sha256, a.size FROM used u JOIN artifacts a ON a.id = u.artifact_id"
+    "SELECT u.job_id, a.id, a.path, a.kind, a.category, a.sha256, a.size FROM used u JOIN artifacts a ON a.id = u.artifact_id"
     " WHERE u.job_id IN :ids AND u.role = 'input'"
 ).bindparams(bindparam("ids", expanding=True))
 _ATTEMPTS = text(
-    "SELECT snakemake_jobid, attempt FROM jobs WHERE run_id = :run AND snakemake_jobid IN :ids"
+    "SELECT j.snakemake_jobid, j.attempt, j.status, group_concat(s.slurm_jobid) AS slurm"
+    " FROM jobs j LEFT JOIN slurm_jobs s ON s.job_id = j.id"
+    " WHERE j.run_id = :run AND j.snakemake_jobid IN :ids GROUP BY j.id"
 ).bindparams(bindparam("ids", expanding=True))
 _CHUNK = 30_000  # below SQLite's limit on bound parameters
 
@@ -213,7 +247,7 @@ def lineage(engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
     abspath = os.path.abspath(path)
     with engine.connect() as connection:
         root = connection.execute(
-            text("SELECT id, path, kind, sha256, size FROM artifacts WHERE path = :path ORDER BY first_seen_at DESC, id DESC LIMIT 1"),
+            text("SELECT id, path, kind, category, sha256, size FROM artifacts WHERE path = :path ORDER BY first_seen_at DESC, id DESC LIMIT 1"),
             {"path": abspath},
         ).first()
         if root is None:
@@ -236,20 +270,22 @@ def lineage(engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
                     if row.id not in artifacts:
                         artifacts[row.id] = row
                         frontier.add(row.id)
-        attempts: dict[tuple[str, int], list[int]] = {}
+        attempts: dict[tuple[str, int], list[dict[str, Any]]] = {}
         by_run: dict[str, set[int]] = {}
         for job in jobs.values():
             by_run.setdefault(job.run_id, set()).add(job.snakemake_jobid)
         for run_id, jobids in by_run.items():
             for chunk in _chunks(jobids):
-                for jobid, attempt in connection.execute(_ATTEMPTS, {"run": run_id, "ids": chunk}):
-                    attempts.setdefault((run_id, jobid), []).append(attempt)
+                for jobid, attempt, status, slurm in connection.execute(_ATTEMPTS, {"run": run_id, "ids": chunk}):
+                    attempts.setdefault((run_id, jobid), []).append(
+                        {"attempt": attempt, "status": status, "slurm_jobids": sorted(slurm.split(",")) if slurm else []}
+                    )
 
     expanded: set[int] = set()
 
     def node(artifact_id: int) -> dict[str, Any]:
         a = artifacts[artifact_id]
-        out: dict[str, Any] = {"path": a.path, "kind": a.kind, "sha256": a.sha256, "size": a.size}
+        out: dict[str, Any] = {"path": a.path, "kind": a.kind, "category": a.category, "sha256": a.sha256, "size": a.size}
         if artifact_id in expanded:
             out["seen"] = True
             return out
@@ -261,7 +297,7 @@ def lineage(engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
                 "rule": job.rule,
                 "wildcards": json.loads(job.wildcards) if isinstance(job.wildcards, str) else job.wildcards,
                 "run": job.run_id,
-                "attempts": sorted(attempts[(job.run_id, job.snakemake_jobid)]),
+                "attempts": sorted(attempts[(job.run_id, job.snakemake_jobid)], key=lambda t: t["attempt"]),
                 "ended_at": _iso(job.ended_at),
                 "git_commit": job.git_commit,
                 "git_dirty": None if job.git_dirty is None else bool(job.git_dirty),

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from euroflow.errors import EuroflowError
 from euroflow.paths import artifact_category
 from euroflow.provenance.hashing import Observation
-from euroflow.provenance.models import Artifact, Environment, Generated, Job, Run, RunPackage, Used
+from euroflow.provenance.models import Artifact, Environment, Generated, Job, Run, RunPackage, SlurmJob, Used
 
 
 def utc(timestamp: float) -> dt.datetime:
@@ -110,16 +110,20 @@ def start_job(
     threads: int | None = None,
     is_local: bool | None = None,
     inputs: Iterable[tuple[str, Observation]] = (),
+    attempt: int | None = None,
 ) -> Job:
-    """Record a new attempt of a job and the artifacts it uses (role, observation)."""
+    """Record a new attempt of a job (by default the one after the last recorded) and the
+    artifacts it uses (role, observation)."""
     _run(session, run_id)
-    previous = session.scalar(
-        select(func.max(Job.attempt)).where(Job.run_id == run_id, Job.snakemake_jobid == snakemake_jobid)
-    )
+    if attempt is None:
+        previous = session.scalar(
+            select(func.max(Job.attempt)).where(Job.run_id == run_id, Job.snakemake_jobid == snakemake_jobid)
+        )
+        attempt = (previous or 0) + 1
     job = Job(
         run_id=run_id,
         snakemake_jobid=snakemake_jobid,
-        attempt=(previous or 0) + 1,
+        attempt=attempt,
         rule=rule,
         wildcards=dict(wildcards or {}),
         status="running",
@@ -152,7 +156,6 @@ def finish_job(
     job = _job(session, job_id)
     job.status, job.ended_at, job.exit_status = "success", ended_at, 0
     _record_generated(session, job, outputs, ended_at)
-    session.flush()
     return job
 
 
@@ -170,7 +173,40 @@ def fail_job(
     job = _job(session, job_id)
     job.status, job.ended_at, job.error, job.exit_status = status, ended_at, error, exit_status
     _record_generated(session, job, outputs, ended_at)
-    session.flush()
+    return job
+
+
+SLURM_COLUMNS = (
+    "array_index", "partition", "account", "qos", "nodelist", "num_nodes", "gpus",
+    "state", "exit_code", "elapsed_s", "max_rss_bytes", "energy_j", "log_path",
+)
+
+
+def record_slurm(session: Session, job_id: int, fields: dict[str, Any]) -> SlurmJob:
+    """Add or complete the Slurm allocation ``fields["slurm_jobid"]`` of a job attempt
+    (known values are kept; a later source such as sacct fills what is missing or updates state)."""
+    slurm_jobid = str(fields["slurm_jobid"])
+    row = session.scalars(
+        select(SlurmJob).where(SlurmJob.job_id == job_id, SlurmJob.slurm_jobid == slurm_jobid)
+    ).first()
+    if row is None:
+        row = SlurmJob(job_id=job_id, slurm_jobid=slurm_jobid)
+        session.add(row)
+    for column in SLURM_COLUMNS:
+        value = fields.get(column)
+        if value is not None:
+            setattr(row, column, value)
+    return row
+
+
+def apply_sidecar(session: Session, job_id: int, attempt: dict[str, Any], path: str | None) -> Job:
+    """What only the job itself knew: its host, its sidecar and its Slurm allocation."""
+    job = _job(session, job_id)
+    job.host = attempt.get("host") or job.host
+    job.sidecar = path or job.sidecar
+    slurm = attempt.get("slurm")
+    if isinstance(slurm, dict) and slurm.get("slurm_jobid"):
+        record_slurm(session, job_id, slurm)
     return job
 
 
