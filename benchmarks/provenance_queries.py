@@ -30,13 +30,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from euroflow.languages import LANGUAGES
-from euroflow.provenance import queries
+from euroflow.provenance import lookup, queries
 from euroflow.provenance.db import open_db
-from euroflow.provenance.models import Artifact, Generated, Job, Run, RunPackage, Used
+from euroflow.provenance.models import Artifact, Generated, Job, Run, RunPackage, SlurmJob, Used
 
 GOAL_MS = 200.0
 LANGS = list(LANGUAGES)
@@ -60,7 +60,7 @@ class Builder:
         self.rng = random.Random(seed)
         self.artifact_ids: dict[tuple[str, str | None], int] = {}
         self.next_job_id = 1
-        self.rows: dict[type, list[dict[str, Any]]] = {m: [] for m in (Run, RunPackage, Job, Artifact, Used, Generated)}
+        self.rows: dict[type, list[dict[str, Any]]] = {m: [] for m in (Run, RunPackage, Job, SlurmJob, Artifact, Used, Generated)}
         self.counts = {m: 0 for m in self.rows}
 
     def flush(self, session: Session) -> None:
@@ -155,6 +155,23 @@ class RunBuilder:
                     "is_local": rule in ("blend", "evaluation_report"),
                 }
             )
+            if rule not in ("blend", "evaluation_report"):
+                gpus = 8 if rule in ("pretrain", "multiple_choice", "bits_per_byte") else 0
+                b.rows[SlurmJob].append(
+                    {
+                        "job_id": job_id,
+                        "slurm_jobid": str(7_000_000 + job_id),
+                        "partition": "standard-g" if gpus else "small",
+                        "account": "project_462000353",
+                        "nodelist": f"nid{b.rng.randint(5000, 7999):06d}",
+                        "num_nodes": 1,
+                        "gpus": gpus,
+                        "state": "FAILED" if failed else "COMPLETED",
+                        "exit_code": f"{abs(exit_status)}:0",
+                        "elapsed_s": (ended - started).total_seconds(),
+                        "max_rss_bytes": b.rng.randint(1, 64) * 2**30,
+                    }
+                )
             for aid in inputs:
                 b.rows[Used].append({"job_id": job_id, "artifact_id": aid, "role": "input", "at": started})
             edges = [] if failed else list(outputs)
@@ -311,6 +328,8 @@ def build_run(b: Builder, index: int, n_runs: int, shards: int, started: dt.date
             "config_json": config_json,
             "git_commit": _sha("commit", index // 2)[:40],
             "git_dirty": index % 5 == 4,
+            "site": "lumi",
+            "profile": "profiles/lumi",
             "error": error,
         }
     )
@@ -367,18 +386,18 @@ def _cli_ms(args: list[str], repeat: int, expect_rc: int = 0) -> float:
     return _median_ms(call, repeat)
 
 
-def _statements(engine, fn: Callable[[], object]) -> int:
+def _statements(connection, fn: Callable[[], object]) -> int:
     count = 0
 
-    def before(*_args) -> None:
+    def trace(_statement: str) -> None:
         nonlocal count
         count += 1
 
-    event.listen(engine, "before_cursor_execute", before)
+    connection.set_trace_callback(trace)
     try:
         fn()
     finally:
-        event.remove(engine, "before_cursor_execute", before)
+        connection.set_trace_callback(None)
     return count
 
 
@@ -417,17 +436,19 @@ def main(argv: list[str] | None = None) -> int:
                 .where(Job.run_id == last_run, Job.rule == "gguf", Job.status == "success", Generated.role == "output")
                 .where(Artifact.path.endswith("-Q4_0.gguf"))
             ).one()
-        tree = queries.lineage(engine, target)
+        con = lookup.connect(db)
+        tree = lookup.lineage(con, target)
         lineage_nodes = _lineage_size(tree)
-        lineage_statements = _statements(engine, lambda: queries.lineage(engine, target))
-        runs_statements = _statements(engine, lambda: queries.list_runs(engine))
+        lineage_statements = _statements(con, lambda: lookup.lineage(con, target))
+        runs_statements = _statements(con, lambda: lookup.list_runs(con))
 
         results: list[tuple[str, float, float | None]] = []
         results.append(("open_db (schema check)", _median_ms(lambda: open_db(db, create=False).dispose(), args.repeat), None))
-        runs_ms = _median_ms(lambda: queries.list_runs(engine), args.repeat)
-        results.append(("queries.list_runs", runs_ms, GOAL_MS))
-        lineage_ms = _median_ms(lambda: queries.lineage(engine, target), args.repeat)
-        results.append(("queries.lineage (final GGUF)", lineage_ms, GOAL_MS))
+        runs_ms = _median_ms(lambda: lookup.list_runs(con), args.repeat)
+        results.append(("lookup.list_runs", runs_ms, GOAL_MS))
+        lineage_ms = _median_ms(lambda: lookup.lineage(con, target), args.repeat)
+        results.append(("lookup.lineage (final GGUF)", lineage_ms, GOAL_MS))
+        con.close()
         detail_ms = _median_ms(lambda: queries.run_detail(engine, last_run), args.repeat)
         results.append(("queries.run_detail (last run)", detail_ms, None))
         jobs_ms = _median_ms(lambda: queries.list_jobs(engine, last_run), args.repeat)
@@ -441,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     results.append(("euroflow prov runs --json", runs_cli_ms, GOAL_MS))
     lineage_cli_ms = _cli_ms(["prov", "lineage", target, "--json", "--db", str(db)], args.cli_repeat)
     results.append(("euroflow prov lineage --json", lineage_cli_ms, GOAL_MS))
+    tree_cli_ms = _cli_ms(["prov", "lineage", target, "--db", str(db)], 1)
+    results.append(("euroflow prov lineage (rich tree)", tree_cli_ms, None))
 
     db_mb = db.stat().st_size / 2**20
     print(f"database {db}: {n_jobs} job rows, {n_artifacts} artifacts, {db_mb:.1f} MiB")
@@ -461,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "cli_floor_ms": round(floor_ms, 1),
         "runs_cli_ms": round(runs_cli_ms, 1),
         "lineage_cli_ms": round(lineage_cli_ms, 1),
+        "lineage_tree_cli_ms": round(tree_cli_ms, 1),
         "lineage_nodes": lineage_nodes,
         "lineage_statements": lineage_statements,
         "db_mb": round(db_mb, 1),

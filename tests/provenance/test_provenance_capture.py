@@ -114,6 +114,10 @@ def test_run_records_config_git_and_packages(runs):
     head = git_cmd(workdir, "rev-parse", "HEAD").strip()
     assert (first["git_commit"], first["git_dirty"]) == (head, 0)
     assert (failed["git_commit"], failed["git_dirty"]) == (head, 1)
+    # the uncommitted edit is identified by the hash of the diff (the fixture appended one line)
+    diff = git_cmd(workdir, "diff", "HEAD", "--binary")
+    assert first["git_diff_sha256"] is None
+    assert failed["git_diff_sha256"] == hashlib.sha256(diff.encode()).hexdigest()
     packages = dict(con.execute("select name, version from run_packages where run_id = ?", (first["id"],)).fetchall())
     assert set(packages) == set(KEY_PACKAGES)
     assert packages["torch"] == metadata.version("torch")

@@ -162,3 +162,28 @@ def test_database_of_the_previous_schema_version_keeps_its_records(tmp_path):
     assert con.execute("select count(*) from slurm_jobs").fetchone() == (0,)
     assert con.execute("pragma integrity_check").fetchone() == ("ok",)
     con.close()
+
+
+def test_fast_readers_know_the_current_schema():
+    from euroflow.provenance import cli as prov_cli
+    from euroflow.provenance.lookup import SCHEMA_REVISION
+    from euroflow.provenance.models import RUN_STATUSES
+
+    assert SCHEMA_REVISION == head_revision()
+    assert prov_cli.RUN_STATUSES == RUN_STATUSES
+
+
+def test_fast_reader_upgrades_an_older_database_first(tmp_path):
+    from euroflow.provenance.lookup import connect, list_runs
+
+    script = ScriptDirectory.from_config(alembic_config())
+    db = tmp_path / "older.sqlite"
+    old = create_engine(f"sqlite:///{db}")
+    with old.begin() as conn:
+        command.upgrade(alembic_config(conn), script.get_revision(head_revision()).down_revision)
+        conn.exec_driver_sql("insert into runs (id, status, started_at, workdir) values ('r', 'success', '2026-01-01 00:00:00', '/w')")
+    old.dispose()
+    connection = connect(db)
+    assert [r["id"] for r in list_runs(connection)] == ["r"]
+    connection.close()
+    assert current_revision(open_db(db, create=False)) == head_revision()

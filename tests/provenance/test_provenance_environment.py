@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 
 from prov_workflow import DB_RELATIVE, make_workflow, snakemake
 
-from euroflow.provenance.environment import REDACTED, is_secret, redact_command, snapshot
+from euroflow.provenance.environment import (
+    REDACTED,
+    is_secret,
+    redact_command,
+    site_name,
+    snakemake_profile,
+    snapshot,
+)
 
 SECRETS = {
     "HF_TOKEN": "hf_s3cr3tTokenValue0001",
@@ -48,3 +56,23 @@ def test_secrets_in_the_environment_never_reach_the_database(tmp_path, monkeypat
     (variables, packages), = con.execute("select variables, packages from environments").fetchall()
     assert '"HF_TOKEN": "<redacted>"' in variables and '"snakemake"' in packages
     assert os.environ["HF_TOKEN"] == SECRETS["HF_TOKEN"]
+
+
+def test_profile_and_site_of_a_run(tmp_path):
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "leonardo.yaml").write_text("name: leonardo\n")
+    assert snakemake_profile("snakemake --profile profiles/leonardo -n", {}) == "profiles/leonardo"
+    assert snakemake_profile("snakemake --workflow-profile=profiles/x", {}) == "profiles/x"
+    assert snakemake_profile("snakemake -n", {"SNAKEMAKE_PROFILE": "profiles/lumi"}) == "profiles/lumi"
+    assert site_name("profiles/leonardo/", tmp_path / "sites", {}) == "leonardo"
+    assert site_name("profiles/mine", tmp_path / "sites", {}) is None
+    assert site_name(None, tmp_path / "sites", {"EUROFLOW_SITE": "lumi"}) == "lumi"
+
+
+def test_container_digest_of_a_sif_file(tmp_path):
+    image = tmp_path / "euroflow.sif"
+    image.write_bytes(b"not really a SIF, but a file")
+    snap = snapshot({"APPTAINER_CONTAINER": str(image)})
+    assert snap["container_image"] == str(image)
+    assert snap["container_digest"] == "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest()
+    assert snapshot({"APPTAINER_CONTAINER": str(image), "EUROFLOW_CONTAINER_DIGEST": "sha256:ab"})["container_digest"] == "sha256:ab"

@@ -11,6 +11,7 @@ import yaml
 from prov_workflow import DB_RELATIVE, make_workflow, snakemake
 
 from euroflow.errors import EuroflowError
+from euroflow.provenance import cli
 from euroflow.provenance.db import open_db
 from euroflow.provenance.queries import diff_runs, lineage, list_jobs, list_runs, verify
 
@@ -86,3 +87,36 @@ def test_cli_exports_prov_json_and_ro_crate(two_runs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     actions = [e for e in ROCrate(crate_dir).get_entities() if e.type == "CreateAction"]
     assert len(actions) == 1 + len(list_jobs(engine, second))  # the run, then one per job attempt
+
+
+def test_runs_filter_by_site_status_and_date(tmp_path, capsys):
+    import datetime as dt
+
+    from euroflow.provenance import recorder
+    from euroflow.provenance.db import open_db, session_factory
+
+    db = tmp_path / "filters.sqlite"
+    engine = open_db(db)
+    with session_factory(engine).begin() as session:
+        for run_id, site, day, status in (
+            ("run-lumi-1", "lumi", dt.datetime(2026, 10, 1, 23, 30), "success"),
+            ("run-leo-1", "leonardo", dt.datetime(2026, 10, 2, 8, 0), "failed"),
+            ("run-lumi-2", "lumi", dt.datetime(2026, 10, 3, 0, 15), "failed"),
+        ):
+            recorder.start_run(session, run_id, day, workdir="/w", site=site)
+            recorder.end_run(session, run_id, day + dt.timedelta(hours=1), status)
+    engine.dispose()
+
+    def ids(*args: str) -> list[str]:
+        assert cli.main(["runs", "--db", str(db), "--json", *args]) == 0
+        return [r["id"] for r in json.loads(capsys.readouterr().out)]
+
+    assert ids() == ["run-lumi-1", "run-leo-1", "run-lumi-2"]
+    assert ids("--site", "lumi") == ["run-lumi-1", "run-lumi-2"]
+    assert ids("--status", "failed") == ["run-leo-1", "run-lumi-2"]
+    assert ids("--site", "lumi", "--status", "failed") == ["run-lumi-2"]
+    assert ids("--since", "2026-10-02") == ["run-leo-1", "run-lumi-2"]
+    assert ids("--until", "2026-10-02") == ["run-lumi-1", "run-leo-1"]  # a date includes its whole day
+    assert ids("--since", "2026-10-01T23:45:00", "--until", "2026-10-02T12:00:00") == ["run-leo-1"]
+    assert cli.main(["runs", "--db", str(db), "--since", "last tuesday"]) == 1
+    assert "'last tuesday': not a date" in capsys.readouterr().err

@@ -29,7 +29,15 @@ from euroflow.errors import EuroflowError
 from euroflow.provenance import recorder, sidecar
 from euroflow.provenance.context import RUN_CONTEXT_ATTR
 from euroflow.provenance.db import open_db, session_factory
-from euroflow.provenance.environment import git_state, package_versions, redact_command, snapshot
+from euroflow.provenance.environment import (
+    git_diff_sha256,
+    git_state,
+    package_versions,
+    redact_command,
+    site_name,
+    snakemake_profile,
+    snapshot,
+)
 from euroflow.provenance.hashing import DigestCache, Observation, observe
 
 # Snakemake appends " (label)" to some file names in job events (snakemake/io/fmt.py).
@@ -195,7 +203,9 @@ class RunCapture:
         workdir = os.getcwd()
         self._run = _RunState(run_id=str(fields["workflow_id"]), workdir=workdir)
         snakefile = fields.get("snakefile_main")
-        commit, dirty = git_state(os.path.dirname(str(snakefile)) if snakefile else workdir)
+        source_dir = os.path.dirname(os.path.abspath(str(snakefile))) if snakefile else workdir
+        commit, dirty = git_state(source_dir)
+        profile = snakemake_profile(fields.get("cmd"))
         with self._sessions.begin() as session:
             recorder.start_run(
                 session,
@@ -211,6 +221,9 @@ class RunCapture:
                 snakemake_config_md5=fields.get("config_md5"),
                 git_commit=commit,
                 git_dirty=dirty,
+                git_diff_sha256=git_diff_sha256(source_dir) if dirty else None,
+                site=site_name(profile, os.path.join(source_dir, "sites")),
+                profile=profile,
                 packages=package_versions(),
                 environment=snapshot(),
             )

@@ -22,16 +22,18 @@ import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
+from typing import TYPE_CHECKING
 
 from euroflow.errors import EuroflowError
-from euroflow.provenance.db import open_db
-from euroflow.provenance.models import RUN_STATUSES
-from euroflow.provenance.queries import diff_runs, lineage, list_jobs, list_runs, run_detail, verify
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.tree import Tree
+
+# rich, SQLAlchemy and Alembic are imported where used: `prov runs --json` and `prov lineage
+# --json` answer without them (interpreter start-up counts against their 200 ms goal)
+RUN_STATUSES = ("running", "success", "failed", "incomplete")  # models.RUN_STATUSES (a test keeps them equal)
 
 # the provenance_db default of workflow/schemas/config.schema.yaml
 DEFAULT_DB = "results/provenance.sqlite"
@@ -39,6 +41,8 @@ DEFAULT_DB = "results/provenance.sqlite"
 
 def _row(table: Table, *cells: object) -> None:
     """Add cells as plain text: paths and messages may contain rich markup characters."""
+    from rich.text import Text
+
     table.add_row(*(Text(str(c)) for c in cells))
 
 
@@ -55,6 +59,8 @@ def _dirty(value: bool | None) -> str:
 
 
 def _print_runs(console: Console, runs: list[dict]) -> None:
+    from rich.table import Table
+
     table = Table(title="euroflow runs")
     for col in ("run", "status", "site", "started (UTC)", "ended (UTC)", "jobs", "failed tries", "commit", "tree", "config"):
         table.add_column(col, overflow="fold")
@@ -67,6 +73,8 @@ def _print_runs(console: Console, runs: list[dict]) -> None:
 
 
 def _jobs_table(jobs: list[dict], title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for col in ("job", "try", "rule", "wildcards", "status", "exit", "started (UTC)", "ended (UTC)", "host", "slurm"):
         table.add_column(col, overflow="fold")
@@ -82,6 +90,9 @@ def _jobs_table(jobs: list[dict], title: str) -> Table:
 
 
 def _print_show(console: Console, d: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column(overflow="fold")
@@ -131,6 +142,9 @@ def _relative(path: str) -> str:
 
 def _lineage_tree(node: dict, tree: Tree | None = None, parent_run: str | None = None) -> Tree:
     """One line per artifact; run, commit and config are shown where they differ from the consumer's."""
+    from rich.text import Text
+    from rich.tree import Tree
+
     label = Text(_relative(node["path"]), style="bold" if tree is None else "")
     if node.get("category") and node["category"] != "other":
         label.append(f"  [{node['category']}]", style="magenta")
@@ -163,6 +177,8 @@ def _lineage_tree(node: dict, tree: Tree | None = None, parent_run: str | None =
 
 
 def _print_verify(console: Console, result: dict) -> None:
+    from rich.table import Table
+
     if result["ok"]:
         console.print(f"run {result['run']}: all {result['checked']} recorded artifacts unchanged")
         return
@@ -174,6 +190,8 @@ def _print_verify(console: Console, result: dict) -> None:
 
 
 def _print_diff(console: Console, diff: dict) -> None:
+    from rich.table import Table
+
     console.print(f"a = run {diff['a']}\nb = run {diff['b']}")
     sections = [
         ("config", diff["config"]),
@@ -235,72 +253,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _answer_fast(args: argparse.Namespace) -> tuple[object, object]:
+    """runs and lineage: plain sqlite3 (euroflow.provenance.lookup)."""
+    from euroflow.provenance.lookup import connect, lineage, list_runs
+
+    connection = connect(args.db)
+    try:
+        if args.command == "runs":
+            data = list_runs(connection, site=args.site, status=args.status, since=args.since, until=args.until)
+            return data, lambda console: _print_runs(console, data)
+        data = lineage(connection, args.path)
+        return data, lambda console: console.print(_lineage_tree(data))
+    finally:
+        connection.close()
+
+
+def _answer(args: argparse.Namespace) -> tuple[object, object]:
+    from euroflow.provenance.db import open_db
+    from euroflow.provenance.queries import diff_runs, list_jobs, run_detail, verify
+
+    engine = open_db(args.db, create=args.command == "ingest")
+    try:
+        if args.command == "show":
+            data = run_detail(engine, args.run_id)
+            return data, lambda console: _print_show(console, data)
+        if args.command == "jobs":
+            data = list_jobs(engine, args.run_id)
+            return data, lambda console: console.print(_jobs_table(data, f"jobs of run {args.run_id}"))
+        if args.command == "diff":
+            data = diff_runs(engine, args.run_id, args.other_run_id)
+            return data, lambda console: _print_diff(console, data)
+        if args.command == "verify":
+            data = verify(engine, args.run_id)
+            return data, lambda console: _print_verify(console, data)
+        if args.command == "export":
+            from euroflow.provenance.export import export_prov_json, export_ro_crate
+
+            if args.format == "prov-json":
+                written = export_prov_json(engine, args.run_id, Path(args.out))
+            else:
+                written = export_ro_crate(engine, args.run_id, Path(args.out), license=args.license)
+            return {"format": args.format, "path": str(written)}, lambda console: console.print(f"wrote {written}")
+        if args.command == "report":
+            from euroflow.provenance.report import write_report
+
+            written = write_report(engine, args.run_id, Path(args.out))
+            return {"path": str(written)}, lambda console: console.print(f"wrote {written}")
+        if args.command == "card":
+            from euroflow.provenance.card import write_card
+
+            paths = [str(p) for p in write_card(engine, args.run_id, Path(args.out))]
+            return {"paths": paths}, lambda console: console.print("wrote " + ", ".join(paths))
+        from euroflow.provenance.ingest import ingest
+
+        data = ingest(engine, args.paths)
+        return data, lambda console: console.print(
+            f"{data['sidecars']} sidecars, {data['attempts']} job attempts: {data['jobs_created']} new, "
+            f"{data['jobs_completed']} completed, {data['unchanged']} already recorded; "
+            f"{data['runs_created']} runs known only from sidecars"
+        )
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not squeeze ids and hashes into 80 columns
-        console = Console(width=200)
     try:
-        engine = open_db(args.db, create=args.command == "ingest")
-        try:
-            if args.command == "runs":
-                data = list_runs(engine, site=args.site, status=args.status, since=args.since, until=args.until)
-                render = lambda: _print_runs(console, data)  # noqa: E731
-            elif args.command == "show":
-                data = run_detail(engine, args.run_id)
-                render = lambda: _print_show(console, data)  # noqa: E731
-            elif args.command == "lineage":
-                data = lineage(engine, args.path)
-                render = lambda: console.print(_lineage_tree(data))  # noqa: E731
-            elif args.command == "diff":
-                data = diff_runs(engine, args.run_id, args.other_run_id)
-                render = lambda: _print_diff(console, data)  # noqa: E731
-            elif args.command == "export":
-                from euroflow.provenance.export import export_prov_json, export_ro_crate
-
-                if args.format == "prov-json":
-                    written = export_prov_json(engine, args.run_id, Path(args.out))
-                else:
-                    written = export_ro_crate(engine, args.run_id, Path(args.out), license=args.license)
-                data = {"format": args.format, "path": str(written)}
-                render = lambda: console.print(f"wrote {written}")  # noqa: E731
-            elif args.command == "report":
-                from euroflow.provenance.report import write_report
-
-                written = write_report(engine, args.run_id, Path(args.out))
-                data = {"path": str(written)}
-                render = lambda: console.print(f"wrote {written}")  # noqa: E731
-            elif args.command == "card":
-                from euroflow.provenance.card import write_card
-
-                written_files = write_card(engine, args.run_id, Path(args.out))
-                data = {"paths": [str(p) for p in written_files]}
-                render = lambda: console.print("wrote " + ", ".join(data["paths"]))  # noqa: E731
-            elif args.command == "ingest":
-                from euroflow.provenance.ingest import ingest
-
-                data = ingest(engine, args.paths)
-                render = lambda: console.print(  # noqa: E731
-                    f"{data['sidecars']} sidecars, {data['attempts']} job attempts: {data['jobs_created']} new, "
-                    f"{data['jobs_completed']} completed, {data['unchanged']} already recorded; "
-                    f"{data['runs_created']} runs known only from sidecars"
-                )
-            elif args.command == "verify":
-                data = verify(engine, args.run_id)
-                render = lambda: _print_verify(console, data)  # noqa: E731
-            else:
-                data = list_jobs(engine, args.run_id)
-                render = lambda: console.print(_jobs_table(data, f"jobs of run {args.run_id}"))  # noqa: E731
-        finally:
-            engine.dispose()
+        data, render = (_answer_fast if args.command in ("runs", "lineage") else _answer)(args)
     except EuroflowError as exc:
         print(f"euroflow: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        # indented for a person at a terminal; compact for scripts (a lineage can be megabytes)
+        # json.dumps, not json.dump: dump to a stream takes the pure-Python encoder, 20x slower
+        sys.stdout.write(json.dumps(data, indent=2 if sys.stdout.isatty() else None) + "\n")
     else:
-        render()
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal:  # piped or captured: do not squeeze ids and hashes into 80 columns
+            console = Console(width=200)
+        render(console)
     return 1 if args.command == "verify" and not data["ok"] else 0
 
 

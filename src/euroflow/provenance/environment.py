@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import shlex
 import subprocess
 from importlib import metadata
 
@@ -48,6 +50,56 @@ def git_state(directory: str | os.PathLike) -> tuple[str | None, bool | None]:
     commit = head.strip() if head else None
     dirty = None if status is None else bool(status.strip())
     return commit, dirty
+
+
+def git_diff_sha256(directory: str | os.PathLike) -> str | None:
+    """sha256 of the uncommitted code: ``git diff HEAD --binary`` plus each untracked, not
+    ignored file (name and content). None for a clean tree or outside git: two runs with the
+    same commit and the same hash ran the same code."""
+    diff = _git(directory, "diff", "HEAD", "--binary")
+    untracked = _git(directory, "ls-files", "--others", "--exclude-standard", "-z")
+    if diff is None or untracked is None or (not diff and not untracked):
+        return None
+    top = (_git(directory, "rev-parse", "--show-toplevel") or str(directory)).strip()
+    digest = hashlib.sha256(diff.encode("utf-8", "surrogateescape"))
+    for name in sorted(n for n in untracked.split("\0") if n):
+        digest.update(b"\0untracked\0" + name.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            with open(os.path.join(top, name), "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            digest.update(b"<unreadable>")
+    return digest.hexdigest()
+
+
+def snakemake_profile(command: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The --profile (or --workflow-profile) a Snakemake command line used, else $SNAKEMAKE_PROFILE."""
+    environ = os.environ if environ is None else environ
+    try:
+        words = shlex.split(command or "")
+    except ValueError:
+        words = (command or "").split()
+    for flag in ("--profile", "--workflow-profile"):
+        for i, word in enumerate(words):
+            if word == flag and i + 1 < len(words):
+                return words[i + 1]
+            if word.startswith(flag + "="):
+                return word.split("=", 1)[1]
+    return environ.get("SNAKEMAKE_PROFILE") or None
+
+
+def site_name(profile: str | None, sites_dir: str | os.PathLike, environ: dict[str, str] | None = None) -> str | None:
+    """The EuroHPC site a run ran on: $EUROFLOW_SITE, else the profile's name when
+    ``sites/<name>.yaml`` exists (profiles/lumi runs on sites/lumi.yaml)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("EUROFLOW_SITE"):
+        return environ["EUROFLOW_SITE"]
+    if profile:
+        name = os.path.basename(os.path.normpath(profile))
+        if os.path.isfile(os.path.join(sites_dir, f"{name}.yaml")):
+            return name
+    return None
 
 
 def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str | None]:
@@ -133,6 +185,18 @@ def _gpus() -> list[str]:
     return []
 
 
+def container_digest(image: str | None, environ: dict[str, str]) -> str | None:
+    """``sha256:<hex>`` of the container image: $EUROFLOW_CONTAINER_DIGEST when the site knows it
+    (a registry digest), else the SIF file's own sha256 (read once per run, by the head)."""
+    if environ.get("EUROFLOW_CONTAINER_DIGEST"):
+        return environ["EUROFLOW_CONTAINER_DIGEST"]
+    if image and os.path.isfile(image):
+        from euroflow.provenance.hashing import sha256_file
+
+        return "sha256:" + sha256_file(image)
+    return None
+
+
 def snapshot(environ: dict[str, str] | None = None) -> dict:
     """The software environment of this process: all installed distributions, the torch build,
     container, loaded modules, GPUs and the audit-relevant variables, secrets redacted."""
@@ -147,10 +211,12 @@ def snapshot(environ: dict[str, str] | None = None) -> dict:
         name = dist.metadata["Name"]
         if name:
             packages[name] = dist.version
+    container = environ.get("APPTAINER_CONTAINER") or environ.get("SINGULARITY_CONTAINER")
     return {
         "python": platform.python_version(),
         **_torch_build(),
-        "container_image": environ.get("APPTAINER_CONTAINER") or environ.get("SINGULARITY_CONTAINER"),
+        "container_image": container,
+        "container_digest": container_digest(container, environ),
         "loaded_modules": [m for m in environ.get("LOADEDMODULES", "").split(":") if m],
         "gpus": _gpus(),
         "packages": dict(sorted(packages.items(), key=lambda item: item[0].lower())),

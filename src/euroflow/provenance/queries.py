@@ -7,17 +7,14 @@ import json
 import os
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, case, func, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 
 from euroflow.errors import EuroflowError
+from euroflow.provenance.lookup import _iso, lineage, list_runs, run_summary
 from euroflow.provenance.models import Artifact, Generated, Job, Run, SlurmJob, Used
 
-
-def _iso(value: dt.datetime | str | None) -> str | None:
-    if isinstance(value, str):  # raw SQL rows carry SQLite's text form
-        value = dt.datetime.fromisoformat(value)
-    return None if value is None else value.replace(tzinfo=dt.timezone.utc).isoformat()
+__all__ = ["diff_runs", "lineage", "list_jobs", "list_runs", "resolve_run_id", "run_detail", "verify"]
 
 
 def resolve_run_id(session: Session, run_id: str) -> str:
@@ -30,70 +27,6 @@ def resolve_run_id(session: Session, run_id: str) -> str:
     if len(matches) > 1:
         raise EuroflowError(f"run {run_id}: ambiguous prefix, matches {len(matches)} runs")
     return matches[0]
-
-
-def _run_summary(run: Run, n_jobs: int, n_failed: int) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "status": run.status,
-        "started_at": _iso(run.started_at),
-        "ended_at": _iso(run.ended_at),
-        "jobs": n_jobs,
-        "failed_attempts": n_failed,
-        "git_commit": run.git_commit,
-        "git_dirty": run.git_dirty,
-        "config_hash": run.config_hash,
-        "host": run.host,
-        "user": run.user,
-        "site": run.site,
-        "profile": run.profile,
-        "git_diff_sha256": run.git_diff_sha256,
-    }
-
-
-def _day_bound(value: str | dt.date | dt.datetime, *, end: bool) -> dt.datetime:
-    """A date (the whole day) or an ISO time, as the naive UTC datetime runs are stored in."""
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise EuroflowError(f"{value!r}: not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-        whole_day = len(value) == 10
-    else:
-        parsed, whole_day = value, not isinstance(value, dt.datetime)
-        parsed = parsed if isinstance(parsed, dt.datetime) else dt.datetime.combine(parsed, dt.time())
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return parsed + dt.timedelta(days=1) if whole_day and end else parsed
-
-
-def list_runs(
-    engine: Engine,
-    *,
-    site: str | None = None,
-    status: str | None = None,
-    since: str | dt.date | None = None,
-    until: str | dt.date | None = None,
-) -> list[dict[str, Any]]:
-    """Runs, oldest first, with job counts; filtered by site, status and start time
-    (``since``/``until``: dates include the whole day)."""
-    counts = (
-        select(Job.run_id, func.count().label("n"), func.sum(case((Job.status == "failed", 1), else_=0)).label("failed"))
-        .group_by(Job.run_id)
-        .subquery()
-    )
-    query = select(Run, counts.c.n, counts.c.failed).outerjoin(counts, counts.c.run_id == Run.id)
-    if site is not None:
-        query = query.where(Run.site == site)
-    if status is not None:
-        query = query.where(Run.status == status)
-    if since is not None:
-        query = query.where(Run.started_at >= _day_bound(since, end=False))
-    if until is not None:
-        query = query.where(Run.started_at < _day_bound(until, end=True))
-    with Session(engine) as session:
-        rows = session.execute(query.order_by(Run.started_at, Run.id)).all()
-        return [_run_summary(run, int(n or 0), int(f or 0)) for run, n, f in rows]
 
 
 def _edge(edge: Used | Generated) -> dict[str, Any]:
@@ -169,7 +102,7 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
         run = session.get(Run, run_id)
         jobs = _jobs(session, run_id)
         n_failed = sum(1 for j in jobs if j.status == "failed")
-        detail = _run_summary(run, len(jobs), n_failed)
+        detail = run_summary({c.key: getattr(run, c.key) for c in Run.__table__.columns}, len(jobs), n_failed)
         detail.update(
             workdir=run.workdir,
             snakefile=run.snakefile,
@@ -206,107 +139,6 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
                 artifacts.setdefault(edge["artifact_id"], {k: v for k, v in edge.items() if k != "role"})
         detail["artifacts"] = sorted(artifacts.values(), key=lambda a: (a["path"], a["artifact_id"]))
         return detail
-
-
-_LATEST_PRODUCERS = text(
-    "SELECT artifact_id, job_id FROM ("
-    " SELECT g.artifact_id, j.id AS job_id,"
-    " ROW_NUMBER() OVER (PARTITION BY g.artifact_id ORDER BY j.ended_at DESC, j.id DESC) AS rank"
-    " FROM generated g JOIN jobs j ON j.id = g.job_id"
-    " WHERE g.artifact_id IN :ids AND g.role = 'output' AND j.status = 'success'"
-    ") WHERE rank = 1"
-).bindparams(bindparam("ids", expanding=True))
-_JOBS_WITH_RUNS = text(
-    "SELECT j.id, j.rule, j.wildcards, j.run_id, j.snakemake_jobid, j.ended_at, r.git_commit, r.git_dirty, r.config_hash"
-    " FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-_JOB_INPUTS = text(
-    "SELECT u.job_id, a.id, a.path, a.kind, a.category, a.sha256, a.size FROM used u JOIN artifacts a ON a.id = u.artifact_id"
-    " WHERE u.job_id IN :ids AND u.role = 'input'"
-).bindparams(bindparam("ids", expanding=True))
-_ATTEMPTS = text(
-    "SELECT j.snakemake_jobid, j.attempt, j.status, group_concat(s.slurm_jobid) AS slurm"
-    " FROM jobs j LEFT JOIN slurm_jobs s ON s.job_id = j.id"
-    " WHERE j.run_id = :run AND j.snakemake_jobid IN :ids GROUP BY j.id"
-).bindparams(bindparam("ids", expanding=True))
-_CHUNK = 30_000  # below SQLite's limit on bound parameters
-
-
-def _chunks(ids) -> Any:
-    ids = list(ids)
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
-
-
-def lineage(engine: Engine, path: str | os.PathLike) -> dict[str, Any]:
-    """The tree from the artifact at ``path`` (its most recently recorded content) back to the
-    artifacts no recorded job produced. An artifact reached twice is expanded once (``"seen": true``).
-
-    Walks the graph a level at a time (a few statements per level, not per node): a model trained
-    on thousands of shards has a lineage of tens of thousands of nodes."""
-    abspath = os.path.abspath(path)
-    with engine.connect() as connection:
-        root = connection.execute(
-            text("SELECT id, path, kind, category, sha256, size FROM artifacts WHERE path = :path ORDER BY first_seen_at DESC, id DESC LIMIT 1"),
-            {"path": abspath},
-        ).first()
-        if root is None:
-            raise EuroflowError(f"{path}: no such artifact in the provenance database")
-        artifacts, producer, jobs, inputs = {root.id: root}, {}, {}, {}
-        frontier = {root.id}
-        while frontier:
-            new_jobs = set()
-            for chunk in _chunks(frontier):
-                for artifact_id, job_id in connection.execute(_LATEST_PRODUCERS, {"ids": chunk}):
-                    producer[artifact_id] = job_id
-                    if job_id not in jobs:
-                        new_jobs.add(job_id)
-            frontier = set()
-            for chunk in _chunks(new_jobs):
-                for row in connection.execute(_JOBS_WITH_RUNS, {"ids": chunk}):
-                    jobs[row.id], inputs[row.id] = row, []
-                for row in connection.execute(_JOB_INPUTS, {"ids": chunk}):
-                    inputs[row.job_id].append(row.id)
-                    if row.id not in artifacts:
-                        artifacts[row.id] = row
-                        frontier.add(row.id)
-        attempts: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        by_run: dict[str, set[int]] = {}
-        for job in jobs.values():
-            by_run.setdefault(job.run_id, set()).add(job.snakemake_jobid)
-        for run_id, jobids in by_run.items():
-            for chunk in _chunks(jobids):
-                for jobid, attempt, status, slurm in connection.execute(_ATTEMPTS, {"run": run_id, "ids": chunk}):
-                    attempts.setdefault((run_id, jobid), []).append(
-                        {"attempt": attempt, "status": status, "slurm_jobids": sorted(slurm.split(",")) if slurm else []}
-                    )
-
-    expanded: set[int] = set()
-
-    def node(artifact_id: int) -> dict[str, Any]:
-        a = artifacts[artifact_id]
-        out: dict[str, Any] = {"path": a.path, "kind": a.kind, "category": a.category, "sha256": a.sha256, "size": a.size}
-        if artifact_id in expanded:
-            out["seen"] = True
-            return out
-        expanded.add(artifact_id)
-        job_id = producer.get(artifact_id)
-        if job_id is not None:
-            job = jobs[job_id]
-            out["job"] = {
-                "rule": job.rule,
-                "wildcards": json.loads(job.wildcards) if isinstance(job.wildcards, str) else job.wildcards,
-                "run": job.run_id,
-                "attempts": sorted(attempts[(job.run_id, job.snakemake_jobid)], key=lambda t: t["attempt"]),
-                "ended_at": _iso(job.ended_at),
-                "git_commit": job.git_commit,
-                "git_dirty": None if job.git_dirty is None else bool(job.git_dirty),
-                "config_hash": job.config_hash,
-            }
-            out["inputs"] = [node(i) for i in sorted(inputs[job_id], key=lambda i: artifacts[i].path)]
-        return out
-
-    return node(root.id)
 
 
 def verify(engine: Engine, run_id: str) -> dict[str, Any]:

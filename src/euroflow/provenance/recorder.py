@@ -34,6 +34,9 @@ def start_run(
     snakemake_config_md5: str | None = None,
     git_commit: str | None = None,
     git_dirty: bool | None = None,
+    git_diff_sha256: str | None = None,
+    site: str | None = None,
+    profile: str | None = None,
     packages: dict[str, str | None] | None = None,
     environment: dict[str, Any] | None = None,
 ) -> Run:
@@ -53,6 +56,9 @@ def start_run(
         snakemake_config_md5=snakemake_config_md5,
         git_commit=git_commit,
         git_dirty=git_dirty,
+        git_diff_sha256=git_diff_sha256,
+        site=site,
+        profile=profile,
     )
     session.add(run)
     for name, version in (packages or {}).items():
