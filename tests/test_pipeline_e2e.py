@@ -118,8 +118,15 @@ def test_lineage_of_the_gguf_reaches_the_raw_shards(e2e):
         for child in node.get("inputs", []):
             walk(child)
 
+    def categories(node):
+        yield node["category"]
+        for child in node.get("inputs", []):
+            yield from categories(child)
+
     walk(tree)
     assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "tokenize_language", "clean_shard", "demo_shard"} <= rules
+    assert tree["category"] == "quantized_model"
+    assert {"hf_export", "checkpoint", "tokenizer", "blend", "indexed_dataset", "shard", "statistics"} <= set(categories(tree))
     assert leaves == {str(Path(paths.raw_shard(lang)).resolve()) for lang in LANGS}
 
 
@@ -137,3 +144,30 @@ def test_verify_names_a_changed_shard(e2e):
         assert [(p["path"], p["status"]) for p in problems] == [(str(shard.resolve()), "changed")]
     finally:
         shard.write_bytes(original)
+
+
+def test_the_run_is_described_by_sidecars_report_and_card(e2e, tmp_path):
+    paths, _ = e2e
+    (run,) = json.loads(prov(paths, "runs", "--json").stdout)
+    assert (run["site"], run["profile"]) == ("local", "profiles/local")
+    sidecars = sorted(Path(paths.root).rglob("*.prov.json"))
+    con = sqlite3.connect(paths.provenance_db)
+    recorded = con.execute("select count(*) from jobs where sidecar is not null and host is not null").fetchone()[0]
+    con.close()
+    assert len(sidecars) == recorded > 20
+    fresh = tmp_path / "from-sidecars.sqlite"
+    proc = subprocess.run(
+        [sys.executable, "-m", "euroflow.cli", "prov", "ingest", str(paths.root), "--db", str(fresh), "--json"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["jobs_created"] == recorded
+    assert prov(paths, "report", run["id"], "-o", str(tmp_path / "report.html")).returncode == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "pretrain" in html and "data:image/png;base64," in html
+    assert prov(paths, "card", run["id"], "-o", str(tmp_path / "card")).returncode == 0
+    card = json.loads((tmp_path / "card" / "card.json").read_text())
+    languages = card["training_data"]["languages"]
+    assert sorted(lang["lang"] for lang in languages) == sorted(LANGS)
+    assert all(lang["tokens"] > 0 and lang["documents"] > 0 and 0 < lang["weight"] < 1 for lang in languages)
+    assert (tmp_path / "card" / "card.md").read_text().count("sr-Latn") >= 1
