@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from euroflow.errors import EuroflowError
-from euroflow.provenance import cli, sidecar
+from euroflow.provenance import cli, sidecar, slurm_accounting
 from euroflow.provenance.db import open_db
 from euroflow.provenance.ingest import ingest
 from euroflow.provenance.queries import lineage
@@ -72,7 +72,7 @@ def test_ingest_rebuilds_what_the_head_recorded_and_is_idempotent(recorded, tmp_
         tree = lineage(engine, recorded / "out/bundle")
     finally:
         engine.dispose()
-    assert first == {"sidecars": 3, "attempts": 3, "runs_created": 1, "jobs_created": 3, "jobs_completed": 0, "unchanged": 0}
+    assert first == {"sidecars": 3, "attempts": 3, "runs_created": 1, "jobs_created": 3, "jobs_completed": 0, "unchanged": 0, "slurm_accounted": 0}
     assert again["jobs_created"] == 0 and again["unchanged"] == 3 and again["runs_created"] == 0
     head = [r for r in rows(head_db, GENERATED) if r[0] != "all"]
     assert rows(fresh, GENERATED) == head
@@ -187,3 +187,26 @@ def test_a_bad_sidecar_is_named_and_nothing_is_written(tmp_path, capsys, content
     assert rows(db, "select count(*) from jobs") == [(0,)]
     with pytest.raises(EuroflowError, match="no such file"):
         ingest(open_db(db), [tmp_path / "nowhere"])
+
+
+# sacct --parsable2 --noheader --format=JobID,State,ExitCode,ElapsedRaw,MaxRSS,ConsumedEnergyRaw,AllocTRES,NNodes,Partition,Account,QOS,NodeList
+SACCT = """\
+7301|COMPLETED|0:0|3725|||billing=64,cpu=64,gres/gpu=8,mem=480G,node=1|1|standard-g|project_462000353|normal|nid005123
+7301.batch|COMPLETED|0:0|3725|2040K|0|cpu=64,gres/gpu=8,mem=480G,node=1|1||project_462000353||nid005123
+7301.0|COMPLETED|0:0|3720|41.5G|0|cpu=56,gres/gpu:mi250=8,mem=480G,node=1|1||project_462000353||nid005123
+7302_4|CANCELLED by 1234|0:15|86400||2764800000|billing=32,cpu=32,gres/gpu:a100=4,node=2|2|boost_usr_prod|EUHPC_A01|normal|lrdn[0101-0102]
+7302_4.batch|CANCELLED|0:15|86400|12M|||1||EUHPC_A01||lrdn0101
+7303|PENDING|0:0|0||0|billing=1,cpu=1,node=1|1|small|project_462000353|normal|None assigned
+"""
+
+
+def test_sacct_accounting_is_read_per_allocation():
+    records = slurm_accounting.parse_sacct(SACCT)
+    assert sorted(records) == ["7301", "7302_4", "7303"]
+    gpu = records["7301"]
+    assert (gpu["state"], gpu["exit_code"], gpu["elapsed_s"], gpu["gpus"]) == ("COMPLETED", "0:0", 3725.0, 8)
+    assert gpu["max_rss_bytes"] == int(41.5 * 2**30) and gpu["energy_j"] is None  # no energy counters here
+    cancelled = records["7302_4"]
+    assert (cancelled["state"], cancelled["gpus"], cancelled["num_nodes"], cancelled["energy_j"]) == ("CANCELLED", 4, 2, 2764800000.0)
+    assert cancelled["max_rss_bytes"] == 12 * 2**20 and cancelled["nodelist"] == "lrdn[0101-0102]"
+    assert records["7303"]["nodelist"] is None and records["7303"]["gpus"] is None

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from euroflow.errors import EuroflowError
-from euroflow.provenance import recorder, sidecar
+from euroflow.provenance import recorder, sidecar, slurm_accounting
 from euroflow.provenance.context import RUN_CONTEXT_ATTR
 from euroflow.provenance.db import open_db, session_factory
 from euroflow.provenance.environment import (
@@ -157,6 +157,11 @@ class RunCapture:
         else:
             status = "success"
         ended = recorder.utc(now)
+        try:  # how the Slurm allocations ended, their time, memory and energy
+            with self._sessions.begin() as session:
+                slurm_accounting.fill_from_sacct(session, state.run_id)
+        except Exception as exc:  # noqa: BLE001 - accounting is a supplement, never a reason to lose the run
+            self.failures.append(f"sacct: {exc.__class__.__name__}: {exc}")
         with self._sessions.begin() as session:
             for job in unfinished:
                 reason = unattributed[0].message if unattributed else "no end event before the run ended"

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from euroflow.errors import EuroflowError
-from euroflow.provenance import recorder, sidecar
+from euroflow.provenance import recorder, sidecar, slurm_accounting
 from euroflow.provenance.hashing import DigestCache, Observation, observe
 from euroflow.provenance.models import Job, Run
 
@@ -158,4 +158,8 @@ def ingest(engine: Engine, paths: Iterable[str | os.PathLike], *, batch: int = B
             for path, attempts in loaded[start : start + batch]:
                 for a in attempts:
                     _ingest_attempt(session, path, a, cache, counts, runs)
-    return {k: counts[k] for k in ("sidecars", "attempts", "runs_created", "jobs_created", "jobs_completed", "unchanged")}
+    run_ids = sorted({a["run_id"] for _, attempts in loaded for a in attempts})
+    with Session(engine) as session, session.begin():
+        for run_id in run_ids:
+            counts["slurm_accounted"] += slurm_accounting.fill_from_sacct(session, run_id)
+    return {k: counts[k] for k in ("sidecars", "attempts", "runs_created", "jobs_created", "jobs_completed", "unchanged", "slurm_accounted")}
