@@ -39,7 +39,8 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) or "<top level>"
 
 
-def _message(error: jsonschema.ValidationError) -> str:
+def schema_error_message(error: jsonschema.ValidationError) -> str:
+    """One line naming the key path and what is wrong (shared with the site files)."""
     path = _key_path(error)
     if path.endswith(": unknown key"):
         return path
@@ -61,7 +62,7 @@ def validate(config: dict, source: str = "<config>") -> dict:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
-        raise EuroflowError(f"{source}: {_message(errors[0])}")
+        raise EuroflowError(f"{source}: {schema_error_message(errors[0])}")
     _fill_defaults(schema, config)
     try:
         config["languages"] = languages.resolve(config["languages"])
