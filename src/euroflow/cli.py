@@ -6,7 +6,7 @@ import importlib
 import json
 import sys
 
-from euroflow.errors import EuroflowError
+from euroflow.errors import exit_status
 
 ROOMS = {
     "data": "euroflow.data.cli",
@@ -75,18 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    try:
-        if command == "config":
-            return _config(rest)
-        if command == "languages":
-            return _languages(rest)
-        if command == "results":
-            return _results(rest)
-        if command in ROOMS:
-            return importlib.import_module(ROOMS[command]).main(rest) or 0
-    except EuroflowError as exc:
-        print(f"euroflow: error: {exc}", file=sys.stderr)
-        return 1
+    commands = {"config": _config, "languages": _languages, "results": _results}
+    if command in commands:
+        return exit_status(lambda: commands[command](rest))
+    if command in ROOMS:
+        return exit_status(lambda: importlib.import_module(ROOMS[command]).main(rest))
     print(f"euroflow: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from euroflow.errors import EuroflowError
+from euroflow.errors import EuroflowError, exit_status
 
 
 def _data_root(args: argparse.Namespace) -> Path:
@@ -133,11 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except EuroflowError as exc:
-        print(f"euroflow: error: {exc}", file=sys.stderr)
-        return 1
+    return exit_status(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from euroflow.errors import EuroflowError
+from euroflow.errors import exit_status
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -318,11 +318,11 @@ def _answer(args: argparse.Namespace) -> tuple[object, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        data, render = (_answer_fast if args.command in ("runs", "lineage") else _answer)(args)
-    except EuroflowError as exc:
-        print(f"euroflow: error: {exc}", file=sys.stderr)
-        return 1
+    return exit_status(lambda: _print_answer(args))
+
+
+def _print_answer(args: argparse.Namespace) -> int:
+    data, render = (_answer_fast if args.command in ("runs", "lineage") else _answer)(args)
     if args.json:
         # indented for a person at a terminal; compact for scripts (a lineage can be megabytes)
         # json.dumps, not json.dump: dump to a stream takes the pure-Python encoder, 20x slower

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from euroflow.errors import EuroflowError
+from euroflow.errors import EuroflowError, exit_status
 
 
 def _shard_languages(specs: list[str]) -> dict[str, Path]:
@@ -94,11 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except EuroflowError as exc:
-        print(f"euroflow: error: {exc}", file=sys.stderr)
-        return 1
+    return exit_status(lambda: args.func(args))
 
 
 if __name__ == "__main__":
