@@ -126,11 +126,12 @@ def artifact_category(path: str) -> str:
     parts = Path(path).parts
     name = parts[-1] if parts else ""
 
-    def under(*segments: str) -> bool:
+    def within(*segments: str) -> bool:
+        """The path is the directory ``a/b`` or lies below it, wherever it sits."""
         n = len(segments)
-        return any(parts[i : i + n] == segments for i in range(len(parts) - n))
+        return any(parts[i : i + n] == segments for i in range(len(parts) - n + 1))
 
-    if under("logs") or name.endswith(".log"):
+    if within("logs") or name.endswith(".log"):
         return "log"
     if name.endswith(".png"):
         return "plot"
@@ -138,24 +139,24 @@ def artifact_category(path: str) -> str:
         return "config"
     if name == "train_log.jsonl":
         return "training_log"
-    if under("data", "raw") or under("data", "clean") or name.endswith((".jsonl.zst", ".parquet", ".jsonl")):
+    if within("data", "raw") or within("data", "clean") or name.endswith((".jsonl.zst", ".parquet", ".jsonl")):
         return "shard"
-    if under("data", "stats"):
+    if within("data", "stats"):
         return "statistics"
-    if under("data", "blend") or (parts[-2:] == ("data", "blend")):
+    if within("data", "blend"):
         return "blend"
-    if under("data", "tokenized") or name.endswith((".bin", ".idx")):
+    if within("data", "tokenized") or name.endswith((".bin", ".idx")):
         return "indexed_dataset"
-    if name == "tokenizer" or under("tokenizer"):
+    if within("tokenizer"):
         return "tokenizer"
-    if name == "checkpoints" or under("train", "checkpoints"):
+    if within("checkpoints"):
         return "checkpoint"
-    if name == "hf" or under("hf"):
+    if within("hf"):
         return "hf_export"
-    if under("eval"):
+    if within("eval"):
         return "eval_report"
     if name.endswith((".gguf", "-int8.pt")):
         return "quantized_model"
-    if under("reports") or under("quantized"):
+    if within("reports") or within("quantized"):
         return "report"
     return "other"

@@ -19,7 +19,8 @@ from euroflow.provenance.export import (
     export_prov_json,
     export_ro_crate,
 )
-from euroflow.provenance.queries import list_runs, run_detail
+from euroflow.provenance.lookup import list_runs
+from euroflow.provenance.queries import run_detail
 from prov_workflow import DB_RELATIVE, make_workflow, snakemake
 
 EF = "https://w3id.org/euroflow/provenance#"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -18,7 +17,7 @@ from euroflow.errors import EuroflowError
 from euroflow.provenance import cli, sidecar, slurm_accounting
 from euroflow.provenance.db import open_db
 from euroflow.provenance.ingest import ingest
-from euroflow.provenance.queries import lineage
+from euroflow.provenance.lookup import lineage
 from prov_workflow import DB_RELATIVE, make_workflow, snakemake
 
 EUROFLOW = str(Path(sys.executable).with_name("euroflow"))

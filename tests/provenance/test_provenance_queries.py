@@ -13,7 +13,8 @@ from prov_workflow import DB_RELATIVE, make_workflow, snakemake
 from euroflow.errors import EuroflowError
 from euroflow.provenance import cli
 from euroflow.provenance.db import open_db
-from euroflow.provenance.queries import diff_runs, lineage, list_jobs, list_runs, verify
+from euroflow.provenance.lookup import lineage, list_runs
+from euroflow.provenance.queries import diff_runs, list_jobs, verify
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from euroflow.errors import EuroflowError
 from euroflow.provenance.db import open_db
 from euroflow.provenance.models import Job, SlurmJob
-from euroflow.provenance.queries import list_runs, run_detail
+from euroflow.provenance.lookup import list_runs
+from euroflow.provenance.queries import run_detail
 from euroflow.provenance.report import write_report
 
 # a valid 1x1 PNG

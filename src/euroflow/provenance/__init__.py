@@ -19,7 +19,8 @@ _EXPORTS = {
     "Observation": "euroflow.provenance.hashing",
     "observe": "euroflow.provenance.hashing",
     "sha256_file": "euroflow.provenance.hashing",
-    "list_runs": "euroflow.provenance.queries",
+    "list_runs": "euroflow.provenance.lookup",
+    "lineage": "euroflow.provenance.lookup",
     "list_jobs": "euroflow.provenance.queries",
     "run_detail": "euroflow.provenance.queries",
 }

@@ -343,8 +343,8 @@ class RunCapture:
         return None
 
     def _sidecar_path(self, products: list[tuple[str, str]], logs: list[str]) -> str | None:
-        files = [parse_file_name(n) for _, n in products if _ == "output"]
-        outputs = [p for parsed in files if parsed and parsed[0] == "file" for p in [parsed[1]]]
+        parsed = [parse_file_name(name) for role, name in products if role == "output"]
+        outputs = [found[1] for found in parsed if found is not None and found[0] == "file"]
         path = sidecar.sidecar_path(outputs, logs)
         return None if path is None else os.path.join(self._run.workdir, path)
 

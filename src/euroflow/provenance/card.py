@@ -26,7 +26,6 @@ from sqlalchemy import Engine
 
 from euroflow.atomic import atomic_path
 from euroflow.languages import LANGUAGES
-from euroflow.paths import artifact_category
 from euroflow.provenance.hashing import sha256_file
 from euroflow.provenance.queries import run_detail
 
@@ -35,7 +34,6 @@ CARD_FORMAT = "euroflow-training-card/1"
 NO_SLURM = "no Slurm accounting: CPU-only/local run"
 NO_ENERGY = "not reported by Slurm"
 LOCAL_SITE = "local"
-TRAIN_LOG_NAME = "train_log.jsonl"
 
 ARCHITECTURE = (
     "decoder-only transformer, Llama-style (Megatron-Core GPTModel): pre-RMSNorm, SwiGLU MLP, "
@@ -123,16 +121,6 @@ def _hours(seconds: float) -> float:
     return seconds / 3600.0
 
 
-def _category(artifact: dict) -> str:
-    """The artifact's recorded category, else the one its path gives. The training log is put
-    right: euroflow.paths.artifact_category tests the ``.jsonl`` shard suffix before the
-    ``train_log.jsonl`` name, so it files the training log under "shard"."""
-    category = artifact["category"] or artifact_category(artifact["path"])
-    if category == "shard" and os.path.basename(artifact["path"]) == TRAIN_LOG_NAME:
-        return "training_log"
-    return category
-
-
 class _Record:
     """The artifacts a run touched, indexed by path and category, with their producing jobs."""
 
@@ -157,7 +145,7 @@ class _Record:
     @staticmethod
     def _offer(latest: dict, edge: dict, key: tuple) -> None:
         artifact = {k: v for k, v in edge.items() if k != "role"}
-        artifact["category"] = _category(edge)
+        artifact["category"] = edge["category"]
         current = latest.get(edge["path"])
         if current is None or key >= current[0]:
             latest[edge["path"]] = (key, artifact)
@@ -386,7 +374,7 @@ def _raw_shards(record: _Record, stats_artifact: dict | None, stats: dict | None
         if job is not None:
             inputs = [
                 e for e in job["used"]
-                if e["role"] == "input" and _category(e) == "shard"
+                if e["role"] == "input" and e["category"] == "shard"
             ]
             if inputs:
                 return [record.file_entry(record.by_path.get(e["path"], e)) for e in sorted(inputs, key=lambda e: e["path"])]

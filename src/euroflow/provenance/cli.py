@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from euroflow.errors import exit_status
+from euroflow.provenance.vocabulary import RUN_STATUSES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 # rich, SQLAlchemy and Alembic are imported where used: `prov runs --json` and `prov lineage
 # --json` answer without them (interpreter start-up counts against their 200 ms goal)
-RUN_STATUSES = ("running", "success", "failed", "incomplete")  # models.RUN_STATUSES (a test keeps them equal)
 
 # the provenance_db default of workflow/schemas/config.schema.yaml
 DEFAULT_DB = "results/provenance.sqlite"

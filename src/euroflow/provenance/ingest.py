@@ -87,7 +87,7 @@ def _inputs(a: dict[str, Any], cache: DigestCache) -> list[tuple[str, Observatio
     observed = []
     for entry in a.get("inputs") or []:
         path = entry["path"]
-        now = {k: v for k, v in sidecar._file_stat(path).items() if k in ("kind", "size", "mtime_ns")}
+        now = {k: v for k, v in sidecar.file_stat(path).items() if k in ("kind", "size", "mtime_ns")}
         then = {k: entry.get(k) for k in ("kind", "size", "mtime_ns")}
         if entry.get("kind") in ("file", "directory") and now == then:
             observed.append(("input", observe(path, cache)))  # unchanged since the job read it

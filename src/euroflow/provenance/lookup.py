@@ -68,7 +68,8 @@ def _cursor_source(db: Any) -> Iterator[sqlite3.Connection]:
         raw.close()
 
 
-def _iso(value: dt.datetime | str | None) -> str | None:
+def iso_utc(value: dt.datetime | str | None) -> str | None:
+    """A stored time (naive UTC, as a datetime or SQLite's text) in ISO 8601 with its +00:00."""
     if isinstance(value, str):  # raw SQL rows carry SQLite's text form
         value = dt.datetime.fromisoformat(value)
     return None if value is None else value.replace(tzinfo=dt.timezone.utc).isoformat()
@@ -83,8 +84,8 @@ def run_summary(run: Any, n_jobs: int, n_failed: int) -> dict[str, Any]:
     return {
         "id": run["id"],
         "status": run["status"],
-        "started_at": _iso(run["started_at"]),
-        "ended_at": _iso(run["ended_at"]),
+        "started_at": iso_utc(run["started_at"]),
+        "ended_at": iso_utc(run["ended_at"]),
         "jobs": n_jobs,
         "failed_attempts": n_failed,
         "git_commit": run["git_commit"],
@@ -237,7 +238,7 @@ def lineage(db: Any, path: str | os.PathLike) -> dict[str, Any]:
             "wildcards": json.loads(wildcards) if wildcards else {},
             "run": run_id,
             "attempts": attempts[(run_id, jobid)],
-            "ended_at": _iso(ended_at),
+            "ended_at": iso_utc(ended_at),
             "git_commit": commit,
             "git_dirty": _bool(dirty),
             "config_hash": config,

@@ -2,7 +2,8 @@
 
 Runs and jobs are activities, artifacts are entities, and ``used`` / ``generated`` are the
 edges between them. Times are UTC. Every change to these classes needs an Alembic revision
-in ``migrations/versions`` (the database is always created through the migrations).
+in ``migrations/versions`` (the database is always created through the migrations). The values
+the status and category columns take are listed in :mod:`euroflow.provenance.vocabulary`.
 """
 
 from __future__ import annotations
@@ -34,16 +35,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-RUN_STATUSES = ("running", "success", "failed", "incomplete")
-JOB_STATUSES = ("running", "success", "failed", "incomplete")
-ARTIFACT_KINDS = ("file", "directory", "missing", "pipe", "storage")
-# what an artifact is to the pipeline (euroflow.paths.artifact_category decides from the layout)
-ARTIFACT_CATEGORIES = (
-    "shard", "statistics", "blend", "tokenizer", "indexed_dataset", "checkpoint", "hf_export",
-    "eval_report", "quantized_model", "report", "plot", "training_log", "config", "log", "other",
-)
-
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

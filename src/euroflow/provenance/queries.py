@@ -10,10 +10,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 
 from euroflow.errors import EuroflowError
-from euroflow.provenance.lookup import _iso, lineage, list_runs, run_summary
+from euroflow.paths import artifact_category
+from euroflow.provenance.lookup import iso_utc, run_summary
 from euroflow.provenance.models import Artifact, Generated, Job, Run, SlurmJob, Used
 
-__all__ = ["diff_runs", "lineage", "list_jobs", "list_runs", "resolve_run_id", "run_detail", "verify"]
 
 
 def resolve_run_id(session: Session, run_id: str) -> str:
@@ -36,7 +36,8 @@ def _edge(edge: Used | Generated) -> dict[str, Any]:
         "sha256": a.sha256,
         "size": a.size,
         "kind": a.kind,
-        "category": a.category,
+        # rows recorded before schema 0004 have none: the path tells
+        "category": a.category or artifact_category(a.path),
         "artifact_id": a.id,
     }
 
@@ -59,8 +60,8 @@ def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
         "rule": job.rule,
         "wildcards": job.wildcards,
         "status": job.status,
-        "started_at": _iso(job.started_at),
-        "ended_at": _iso(job.ended_at),
+        "started_at": iso_utc(job.started_at),
+        "ended_at": iso_utc(job.ended_at),
         "exit_status": job.exit_status,
         "error": job.error,
         "threads": job.threads,
@@ -115,7 +116,7 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
             packages={p.name: p.version for p in run.packages},
             environments=[
                 {
-                    "captured_at": _iso(e.captured_at),
+                    "captured_at": iso_utc(e.captured_at),
                     "host": e.host,
                     "python": e.python,
                     "torch": e.torch,

@@ -242,7 +242,7 @@ def _outputs(jobs: list[dict[str, Any]], workdir: str) -> list[tuple[str, list[d
     for job in jobs:
         for edge in job["generated"]:
             if edge["role"] == "output":
-                found[edge["artifact_id"]] = {**edge, "category": edge["category"] or "other", "rel": _rel(edge["path"], workdir)}
+                found[edge["artifact_id"]] = {**edge, "rel": _rel(edge["path"], workdir)}
     rows = sorted(found.values(), key=lambda e: (e["category"], e["rel"]))
     return [(category, list(group)) for category, group in itertools.groupby(rows, key=lambda e: e["category"])]
 

@@ -47,6 +47,9 @@ SLURM_VARIABLES = {
 }
 
 
+_INTEGER_FIELDS = {"array_index", "num_nodes", "gpus_on_node", "restart_count"}
+
+
 def sidecar_path(outputs: list[str], logs: list[str]) -> Path | None:
     """Where a job's sidecar lives: next to its first output (or log); None for a job with neither."""
     anchors = [str(p) for p in [*outputs, *logs]]
@@ -63,7 +66,7 @@ def slurm_fields(environ: dict[str, str] | None = None) -> dict[str, Any] | None
         value = environ.get(variable)
         if value is None:
             continue
-        fields[name] = int(value) if name in ("array_index", "num_nodes", "gpus_on_node", "restart_count") and value.isdigit() else value
+        fields[name] = int(value) if name in _INTEGER_FIELDS and value.isdigit() else value
     if "array_job_id" in fields and "array_index" in fields:
         fields["slurm_jobid"] = f"{fields['array_job_id']}_{fields['array_index']}"
     if "gpus_on_node" in fields:
@@ -71,7 +74,8 @@ def slurm_fields(environ: dict[str, str] | None = None) -> dict[str, Any] | None
     return fields
 
 
-def _file_stat(path: str) -> dict[str, Any]:
+def file_stat(path: str) -> dict[str, Any]:
+    """What a job saw at ``path`` without reading it: kind, size and mtime (ingest compares them)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -145,7 +149,7 @@ class JobRecord:
             "status": "running",
             "error": None,
             "slurm": slurm_fields(),
-            "inputs": [_file_stat(p) for p in inputs],
+            "inputs": [file_stat(p) for p in inputs],
             "outputs": [],
             "logs": [],
             "digests": [],
