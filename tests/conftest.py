@@ -32,3 +32,15 @@ def tiny_tied_model_dir(tmp_path_factory, data_root) -> Path:
     from tiny_model import build_model_dir
 
     return build_model_dir(tmp_path_factory.mktemp("tiny-llama-tied"), data_root, tied=True, train_steps=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf_files(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """F16 and Q8_0 GGUF of the tiny model, exported once for every test that reads them."""
+    from euroflow.quantize.gguf_export import export_gguf
+
+    out = tmp_path_factory.mktemp("tiny-gguf")
+    files = {qtype: out / f"tiny-{qtype}.gguf" for qtype in ("F16", "Q8_0")}
+    for qtype, path in files.items():
+        export_gguf(tiny_model_dir, path, qtype)
+    return files

@@ -14,7 +14,6 @@ import torch
 
 from euroflow.data.flores import load_flores
 from euroflow.evaluate.model import load_model
-from euroflow.quantize.gguf_export import export_gguf
 from euroflow.quantize.gguf_read import load_gguf_as_hf
 
 if os.environ.get("EUROFLOW_REQUIRE_LLAMA_CPP") == "1":
@@ -25,23 +24,14 @@ else:
 LANGS = ["en", "de", "uk", "el", "ka", "sr", "sr-Latn", "ga", "mt", "tr"]
 
 
-@pytest.fixture(scope="module")
-def gguf_files(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("llama-cpp")
-    files = {q: out / f"tiny-{q}.gguf" for q in ("F16", "Q8_0")}
-    for qtype, path in files.items():
-        export_gguf(tiny_model_dir, path, qtype)
-    return files
-
-
 def open_llama(path):
     return llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, logits_all=True, verbose=False, seed=0)
 
 
 @pytest.mark.parametrize("qtype", ["F16", "Q8_0"])
-def test_llama_cpp_loads_our_vocabulary_and_tokenizes_like_sentencepiece(gguf_files, tiny_model_dir, data_root, qtype):
+def test_llama_cpp_loads_our_vocabulary_and_tokenizes_like_sentencepiece(tiny_gguf_files, tiny_model_dir, data_root, qtype):
     sp = spm.SentencePieceProcessor(model_file=str(tiny_model_dir / "tokenizer.model"))
-    llm = open_llama(gguf_files[qtype])
+    llm = open_llama(tiny_gguf_files[qtype])
     assert llm.n_vocab() == sp.get_piece_size()
     assert (llm.token_bos(), llm.token_eos()) == (sp.bos_id(), sp.eos_id())
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
@@ -55,18 +45,18 @@ def test_llama_cpp_loads_our_vocabulary_and_tokenizes_like_sentencepiece(gguf_fi
 
 
 @pytest.mark.parametrize("qtype,tolerance", [("F16", 0.01), ("Q8_0", 0.1)])
-def test_llama_cpp_logits_match_our_model(gguf_files, tiny_model_dir, data_root, qtype, tolerance):
+def test_llama_cpp_logits_match_our_model(tiny_gguf_files, tiny_model_dir, data_root, qtype, tolerance):
     sp = spm.SentencePieceProcessor(model_file=str(tiny_model_dir / "tokenizer.model"))
     sentence = load_flores(data_root, "de", ["dev"])[0]
     ids = [sp.bos_id(), *sp.encode(sentence)][:40]
 
-    llm = open_llama(gguf_files[qtype])
+    llm = open_llama(tiny_gguf_files[qtype])
     llm.eval(ids)
     ours = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
 
     with torch.no_grad():
         fp32 = load_model(tiny_model_dir)(torch.tensor([ids])).logits[0].double().numpy()
-        dequantized = load_gguf_as_hf(gguf_files[qtype])[0](torch.tensor([ids])).logits[0].double().numpy()
+        dequantized = load_gguf_as_hf(tiny_gguf_files[qtype])[0](torch.tensor([ids])).logits[0].double().numpy()
     scale = fp32.std()
     # llama.cpp also rounds activations (F16 / Q8_0 dot products), so compare relative to the logit scale
     assert np.abs(ours - fp32).max() < tolerance * scale

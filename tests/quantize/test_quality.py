@@ -10,14 +10,10 @@ from euroflow.quantize.quality import quality_table
 
 
 @pytest.fixture(scope="module")
-def variants(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("variants")
-    files = {q: out / f"tiny-{q}.gguf" for q in ("F16", "Q8_0")}
-    for qtype, path in files.items():
-        export_gguf(tiny_model_dir, path, qtype)
-    int8 = out / "tiny-int8.pt"
+def variants(tiny_model_dir, tiny_gguf_files, tmp_path_factory):
+    int8 = tmp_path_factory.mktemp("variants") / "tiny-int8.pt"
     export_int8(tiny_model_dir, int8)
-    return files, int8
+    return tiny_gguf_files, int8
 
 
 def test_quality_table_for_two_languages(tiny_model_dir, data_root, variants, tmp_path):
