@@ -15,6 +15,8 @@ ROOMS = {
     "evaluate": "euroflow.evaluate.cli",
     "quantize": "euroflow.quantize.cli",
     "prov": "euroflow.provenance.cli",
+    "site": "euroflow.sites.cli",
+    "plan": "euroflow.sites.plan",
 }
 
 USAGE = """usage: euroflow COMMAND ...
@@ -29,6 +31,8 @@ commands:
   evaluate ...          bits-per-byte and multiple-choice evaluation
   quantize ...          GGUF and int8 variants, quality table
   prov ...              the provenance store: runs, jobs, artifacts
+  site check NAME       how each rule would be submitted on a site, and what would go wrong
+  plan --site S --config RUN   nodes, hours, GPU-hours and chained jobs for a run's token budget
 """
 
 
