@@ -14,7 +14,7 @@ CLUSTERS = ["leonardo", "lumi", "marenostrum5", "snellius"]
 
 
 def test_every_site_file_validates():
-    assert sites.names() == sorted(CLUSTERS + ["local"])
+    assert sites.names() == sorted(CLUSTERS + ["local", "slurm-ci"])
     for name in sites.names():
         site = sites.load(name)
         assert site["name"] == name

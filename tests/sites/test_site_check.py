@@ -1,0 +1,119 @@
+"""`euroflow site check`: per rule the exact sbatch line (the Slurm plugin's own code), the submitit
+script of pretraining (4 nodes, golden per site), and one clear error per thing a site would reject."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from euroflow import sites
+from euroflow.cli import main
+from euroflow.config import REPO_ROOT
+from euroflow.errors import EuroflowError
+from euroflow.sites import check, profiles, submission
+
+CLUSTERS = ["leonardo", "lumi", "marenostrum5", "snellius"]
+GOLDEN = Path(__file__).parent / "golden"
+EU_1B = REPO_ROOT / "workflow" / "configs" / "eu-1b.yaml"
+
+
+def _account(name):
+    spec = sites.load(name)["account"]
+    return {spec["variable"]: spec["example"]}
+
+
+def _pretrain_script(name):
+    site, profile = sites.load(name), profiles.load(name)
+    account = _account(name)[site["account"]["variable"]]
+    resources = profiles.rule_resources(profile, "pretrain")
+    params = submission.training_parameters(site, resources, account_name=account, job_name="euroflow-pretrain-eu-1b")
+    folder = "/scratch/euroflow/results/eu-1b/train/submitit"
+    return params, submission.training_script(params, folder, submission.python_command(site, account))
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_four_node_pretraining_submission_matches_the_golden_script(name):
+    params, script = _pretrain_script(name)
+    assert params["nodes"] == 4
+    golden = GOLDEN / f"{name}-pretrain-4-nodes.sbatch"
+    if os.environ.get("EUROFLOW_UPDATE_GOLDEN"):
+        golden.write_text(script)
+    assert script == golden.read_text(), f"rendered script differs from {golden} (EUROFLOW_UPDATE_GOLDEN=1 rewrites it)"
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_pretraining_is_one_task_per_gpu_with_the_site_launcher(name):
+    site = sites.load(name)
+    params, script = _pretrain_script(name)
+    node = site["nodes"][site["partitions"][params["partition"]]["node"]]
+    assert params["ntasks_per_node"] == params["gpus_per_node"] == node["gpus"]
+    assert f"#SBATCH --signal=USR2@{params['signal_delay_s']}" in script
+    assert "srun --unbuffered" in script and "submitit.core._submit" in script
+    for key, value in site["launcher"]["env"].items():
+        assert f"export {key}=" in script and str(value).split("$")[0] in script
+    assert "HF_HUB_OFFLINE=1" in script
+
+
+def test_lumi_binds_each_task_to_its_gcd_cores():
+    _, script = _pretrain_script("lumi")
+    assert "--cpu-bind=mask_cpu:0xfe000000000000," in script
+    assert "export NCCL_SOCKET_IFNAME=hsn0,hsn1,hsn2,hsn3" in script
+    assert 'export MIOPEN_USER_DB_PATH="/tmp/${USER}-miopen-cache-${SLURM_NODEID}"' in script
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_site_check_prints_every_rule(name, capsys, monkeypatch):
+    for key, value in _account(name).items():
+        monkeypatch.setenv(key, value)
+    assert main(["site", "check", name, "--config", str(EU_1B)]) == 0
+    out = capsys.readouterr().out
+    assert "planned with one shard per language" in out  # eu-1b's HPLT shards are not on this machine
+    for rule in ("clean_shard", "train_tokenizer", "tokenize_language", "bits_per_byte", "gguf"):
+        assert f"## {rule} (" in out
+    assert "## clean_shard (35 jobs)" in out
+    assert f"-A {_account(name)[sites.load(name)['account']['variable']]}" in out
+    assert "#SBATCH --nodes=4" in out
+
+
+def test_missing_account_variable_is_an_error(capsys, monkeypatch):
+    monkeypatch.delenv("SBATCH_ACCOUNT", raising=False)
+    assert main(["site", "check", "lumi"]) == 1
+    err = capsys.readouterr().err
+    assert "euroflow site check: error: lumi: $SBATCH_ACCOUNT is not set; export SBATCH_ACCOUNT=<your project account> (e.g. project_462000353)" in err
+
+
+def test_malformed_account_is_an_error(monkeypatch):
+    monkeypatch.setenv("SBATCH_ACCOUNT", "ehpc123")
+    result = check.check("lumi")
+    assert result.problems == ["lumi: $SBATCH_ACCOUNT='ehpc123' does not look like a lumi account (pattern ^project_46[0-9]{7}$, e.g. project_462000353)"]
+
+
+def test_unknown_site_is_an_error(capsys):
+    assert main(["site", "check", "jupiter"]) == 1
+    assert "euroflow: error: site 'jupiter': unknown; known sites: leonardo, local, lumi, marenostrum5, slurm-ci, snellius" in capsys.readouterr().err
+
+
+def test_runtime_over_the_partition_limit_is_an_error(monkeypatch):
+    site = sites.load("leonardo")
+    with pytest.raises(EuroflowError, match=r"leonardo: pretrain runtime 2880 min exceeds the 24 h limit of boost_usr_prod \(QOS normal\)"):
+        submission.training_parameters(site, {"slurm_partition": "boost_usr_prod", "qos": "normal", "nodes": 4, "runtime": 2880},
+                                       account_name="x", job_name="j")
+
+
+def test_model_that_does_not_fit_the_gpus_is_an_error(tmp_path, monkeypatch):
+    config = yaml.safe_load(EU_1B.read_text())
+    config["training"].update(micro_batch_size=4, tensor_model_parallel_size=1)  # s x s scores of 4 sequences of 4096
+    path = tmp_path / "eu-1b-mbs4.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("SBATCH_ACCOUNT", "project_462000353")
+    result = check.check("lumi", path)
+    assert len(result.problems) == 1
+    problem = result.problems[0]
+    assert problem.startswith("training: the model needs ") and "GiB per GPU with TP=1 PP=1 (DP=32)" in problem
+    assert "a AMD MI250X GCD has 64 GB. Fits with: TP=8 PP=1" in problem
+
+
+def test_local_site_has_nothing_to_submit(capsys):
+    assert main(["site", "check", "local"]) == 0
+    assert "no scheduler" in capsys.readouterr().out
