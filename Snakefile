@@ -6,6 +6,7 @@ from euroflow.config import validate as validate_run_config, write_resolved
 from euroflow.paths import RunPaths
 from euroflow.provenance import announce_run_context
 from euroflow.provenance.sidecar import record_job_sidecars
+from euroflow.sites.current import pretrain_launch_args
 from euroflow.workflow import put_euroflow_on_path
 
 

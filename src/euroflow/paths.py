@@ -97,6 +97,11 @@ class RunPaths:
         return self._p("train", "train_log.jsonl")
 
     @property
+    def slurm_allocations(self) -> str:
+        """One JSON line per Slurm allocation of the training job (requeues included)."""
+        return self._p("train", "slurm_allocations.jsonl")
+
+    @property
     def loss_curve(self) -> str:
         return self._p("train", "loss_curve.png")
 

@@ -188,7 +188,7 @@ def test_a_bad_sidecar_is_named_and_nothing_is_written(tmp_path, capsys, content
         ingest(open_db(db), [tmp_path / "nowhere"])
 
 
-# sacct --parsable2 --noheader --format=JobID,State,ExitCode,ElapsedRaw,MaxRSS,ConsumedEnergyRaw,AllocTRES,NNodes,Partition,Account,QOS,NodeList
+# sacct --duplicates --parsable2 --noheader --format=JobID,State,ExitCode,ElapsedRaw,MaxRSS,ConsumedEnergyRaw,AllocTRES,NNodes,Partition,Account,QOS,NodeList
 SACCT = """\
 7301|COMPLETED|0:0|3725|||billing=64,cpu=64,gres/gpu=8,mem=480G,node=1|1|standard-g|project_462000353|normal|nid005123
 7301.batch|COMPLETED|0:0|3725|2040K|0|cpu=64,gres/gpu=8,mem=480G,node=1|1||project_462000353||nid005123
@@ -196,12 +196,16 @@ SACCT = """\
 7302_4|CANCELLED by 1234|0:15|86400||2764800000|billing=32,cpu=32,gres/gpu:a100=4,node=2|2|boost_usr_prod|EUHPC_A01|normal|lrdn[0101-0102]
 7302_4.batch|CANCELLED|0:15|86400|12M|||1||EUHPC_A01||lrdn0101
 7303|PENDING|0:0|0||0|billing=1,cpu=1,node=1|1|small|project_462000353|normal|None assigned
+7304|REQUEUED|0:0|58||0|billing=2,cpu=2,node=1|1|debug|euroflow|normal|localhost
+7304.0|CANCELLED|0:15|58|310M|0|cpu=2,node=1|1||euroflow||localhost
+7304|COMPLETED|0:0|31||0|billing=2,cpu=2,node=1|1|debug|euroflow|normal|localhost
+7304.0|COMPLETED|0:0|31|290M|0|cpu=2,node=1|1||euroflow||localhost
 """
 
 
 def test_sacct_accounting_is_read_per_allocation():
-    records = slurm_accounting.parse_sacct(SACCT)
-    assert sorted(records) == ["7301", "7302_4", "7303"]
+    records = {jobid: runs[-1] for jobid, runs in slurm_accounting.parse_sacct(SACCT).items()}
+    assert sorted(records) == ["7301", "7302_4", "7303", "7304"]
     gpu = records["7301"]
     assert (gpu["state"], gpu["exit_code"], gpu["elapsed_s"], gpu["gpus"]) == ("COMPLETED", "0:0", 3725.0, 8)
     assert gpu["max_rss_bytes"] == int(41.5 * 2**30) and gpu["energy_j"] is None  # no energy counters here
@@ -209,3 +213,11 @@ def test_sacct_accounting_is_read_per_allocation():
     assert (cancelled["state"], cancelled["gpus"], cancelled["num_nodes"], cancelled["energy_j"]) == ("CANCELLED", 4, 2, 2764800000.0)
     assert cancelled["max_rss_bytes"] == 12 * 2**20 and cancelled["nodelist"] == "lrdn[0101-0102]"
     assert records["7303"]["nodelist"] is None and records["7303"]["gpus"] is None
+
+
+def test_sacct_keeps_every_run_of_a_requeued_job():
+    runs = slurm_accounting.parse_sacct(SACCT)["7304"]
+    assert [(r["restart_count"], r["state"], r["elapsed_s"], r["max_rss_bytes"]) for r in runs] == [
+        (0, "REQUEUED", 58.0, 310 * 2**20),
+        (1, "COMPLETED", 31.0, 290 * 2**20),
+    ]

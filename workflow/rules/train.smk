@@ -3,7 +3,10 @@
 
 
 rule pretrain:
-    """Llama-style GPTModel on the blended indexed datasets; resumes from the latest checkpoint."""
+    """Llama-style GPTModel on the blended indexed datasets; resumes from the latest checkpoint.
+    On a Slurm site it runs on the login node and submits the training job itself (submitit,
+    requeued at the walltime); the profile's resources for this rule size that job."""
+    localrule: True
     input:
         data=expand(paths.tokenized_prefix("{lang}") + ".bin", lang=LANGS),
         blend=paths.blend,
@@ -18,12 +21,14 @@ rule pretrain:
         config=paths.resolved_config,
         science={k: config[k] for k in ("model", "training")},
         out_dir=lambda wildcards, output: Path(output.log).parent,
+        slurm_allocations=paths.slurm_allocations,
+        launch=lambda wildcards, resources: pretrain_launch_args(resources, paths.slurm_allocations),
     threads: 2
     conda:
         "../../envs/euroflow.yaml"
     shell:
         "euroflow train pretrain --config {params.config} --blend {input.blend} --tokenizer {input.tokenizer}"
-        " --out {params.out_dir} 2>&1 | tee {log}"
+        " --out {params.out_dir} {params.launch} 2>&1 | tee {log}"
 
 
 rule export_hf:

@@ -81,7 +81,10 @@ def _jobs_table(jobs: list[dict], title: str) -> Table:
     for j in jobs:
         wildcards = ", ".join(f"{k}={v}" for k, v in j["wildcards"].items())
         exit_status = "-" if j["exit_status"] is None else str(j["exit_status"])
-        slurm = ", ".join(s["slurm_jobid"] + (f" {s['state']}" if s["state"] else "") for s in j["slurm"]) or "-"
+        slurm = ", ".join(
+            s["slurm_jobid"] + (f"+{s['restart_count']}" if s.get("restart_count") else "") + (f" {s['state']}" if s["state"] else "")
+            for s in j["slurm"]
+        ) or "-"
         _row(
             table, str(j["snakemake_jobid"]), str(j["attempt"]), j["rule"], wildcards, j["status"], exit_status,
             _time(j["started_at"]), _time(j["ended_at"]), j["host"] or "-", slurm,

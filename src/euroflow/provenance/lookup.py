@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from euroflow.errors import EuroflowError
 
 # the Alembic head this module's SQL is written for (tests check it against migrations/)
-SCHEMA_REVISION = "0004_slurm_and_categories"
+SCHEMA_REVISION = "0005_slurm_restarts"
 _CHUNK = 30_000  # below SQLite's limit on bound parameters
 
 
@@ -175,7 +175,7 @@ _JOB_INPUTS = (
     " WHERE u.job_id IN ({ids}) AND u.role = 'input'"
 )
 _ATTEMPTS = (
-    "SELECT j.snakemake_jobid, j.attempt, j.status, group_concat(s.slurm_jobid) AS slurm"
+    "SELECT j.snakemake_jobid, j.attempt, j.status, group_concat(s.slurm_jobid || CASE WHEN s.restart_count > 0 THEN '+' || s.restart_count ELSE '' END) AS slurm"
     " FROM jobs j LEFT JOIN slurm_jobs s ON s.job_id = j.id"
     " WHERE j.run_id = ? AND j.snakemake_jobid IN ({ids}) GROUP BY j.id"
 )

@@ -189,11 +189,12 @@ class SlurmJob(Base):
     Fields come from the job's own environment (its sidecar) and from Slurm accounting (sacct)."""
 
     __tablename__ = "slurm_jobs"
-    __table_args__ = (UniqueConstraint("job_id", "slurm_jobid"),)
+    __table_args__ = (UniqueConstraint("job_id", "slurm_jobid", "restart_count"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     slurm_jobid: Mapped[str] = mapped_column(String(32), index=True)
+    restart_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     array_index: Mapped[Optional[int]] = mapped_column(Integer)
     partition: Mapped[Optional[str]] = mapped_column(String(64))
     account: Mapped[Optional[str]] = mapped_column(String(64))
@@ -207,5 +208,8 @@ class SlurmJob(Base):
     max_rss_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
     energy_j: Mapped[Optional[float]] = mapped_column(Float)
     log_path: Mapped[Optional[str]] = mapped_column(Text)
+    started_at: Mapped[Optional[float]] = mapped_column(Float)
+    ended_at: Mapped[Optional[float]] = mapped_column(Float)
+    outcome: Mapped[Optional[str]] = mapped_column(String(32))
 
     job: Mapped[Job] = relationship(back_populates="slurm")

@@ -43,8 +43,8 @@ def _edge(edge: Used | Generated) -> dict[str, Any]:
 
 
 SLURM_FIELDS = (
-    "slurm_jobid", "array_index", "partition", "account", "qos", "nodelist", "num_nodes", "gpus",
-    "state", "exit_code", "elapsed_s", "max_rss_bytes", "energy_j", "log_path",
+    "slurm_jobid", "restart_count", "array_index", "partition", "account", "qos", "nodelist", "num_nodes", "gpus",
+    "state", "exit_code", "elapsed_s", "max_rss_bytes", "energy_j", "log_path", "outcome",
 )
 
 

@@ -185,6 +185,7 @@ def fail_job(
 SLURM_COLUMNS = (
     "array_index", "partition", "account", "qos", "nodelist", "num_nodes", "gpus",
     "state", "exit_code", "elapsed_s", "max_rss_bytes", "energy_j", "log_path",
+    "started_at", "ended_at", "outcome",
 )
 
 
@@ -192,11 +193,12 @@ def record_slurm(session: Session, job_id: int, fields: dict[str, Any]) -> Slurm
     """Add or complete the Slurm allocation ``fields["slurm_jobid"]`` of a job attempt
     (known values are kept; a later source such as sacct fills what is missing or updates state)."""
     slurm_jobid = str(fields["slurm_jobid"])
+    restart = int(fields.get("restart_count") or 0)
     row = session.scalars(
-        select(SlurmJob).where(SlurmJob.job_id == job_id, SlurmJob.slurm_jobid == slurm_jobid)
+        select(SlurmJob).where(SlurmJob.job_id == job_id, SlurmJob.slurm_jobid == slurm_jobid, SlurmJob.restart_count == restart)
     ).first()
     if row is None:
-        row = SlurmJob(job_id=job_id, slurm_jobid=slurm_jobid)
+        row = SlurmJob(job_id=job_id, slurm_jobid=slurm_jobid, restart_count=restart)
         session.add(row)
     for column in SLURM_COLUMNS:
         value = fields.get(column)
@@ -213,6 +215,10 @@ def apply_sidecar(session: Session, job_id: int, attempt: dict[str, Any], path: 
     slurm = attempt.get("slurm")
     if isinstance(slurm, dict) and slurm.get("slurm_jobid"):
         record_slurm(session, job_id, slurm)
+    # allocations the job submitted itself (the pretrain launcher), each requeue its own row
+    for allocation in attempt.get("slurm_allocations") or []:
+        if isinstance(allocation, dict) and allocation.get("slurm_jobid"):
+            record_slurm(session, job_id, allocation)
     return job
 
 

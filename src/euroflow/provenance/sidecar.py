@@ -123,9 +123,11 @@ class JobRecord:
     """One attempt of one job, written to its sidecar when it starts and when it ends."""
 
     def __init__(self, path: Path, *, rule: str, wildcards: dict[str, str], jobid: int | None,
-                 inputs: list[str], outputs: list[str], logs: list[str], run_id: str | None) -> None:
+                 inputs: list[str], outputs: list[str], logs: list[str], run_id: str | None,
+                 allocations: str | None = None) -> None:
         self.path = path
         self.outputs, self.logs = outputs, logs
+        self.allocations = allocations
         previous = []
         if path.exists():
             try:
@@ -169,7 +171,27 @@ class JobRecord:
             logs=_observed(self.logs, cache),
             digests=cache.export(),
         )
+        if self.allocations:
+            self.attempt["slurm_allocations"] = read_allocations(self.allocations)
         _write(self.path, self.data)
+
+
+def read_allocations(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The Slurm allocations a job submitted itself (one JSON line each, e.g. the pretrain
+    launcher's), one per (job id, restart); unreadable lines are skipped, a missing file is none."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("slurm_jobid"):
+            found[(str(entry["slurm_jobid"]), int(entry.get("restart_count") or 0))] = entry
+    return [found[key] for key in sorted(found, key=lambda k: (k[0], k[1]))]
 
 
 def _wrap(run_func: Callable) -> Callable:
@@ -192,6 +214,7 @@ def _wrap(run_func: Callable) -> Callable:
             outputs=outputs,
             logs=logs,
             run_id=os.environ.get(RUN_ID_VARIABLE),
+            allocations=getattr(bound.get("params"), "slurm_allocations", None),
         )
         record.start()
         try:

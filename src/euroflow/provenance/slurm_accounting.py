@@ -35,14 +35,16 @@ def _int(value: str) -> int | None:
     return int(value) if value.strip().isdigit() else None
 
 
-def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
-    """``sacct --parsable2 --noheader --format=<FIELDS>`` output -> allocation id -> fields.
+def parse_sacct(text: str) -> dict[str, list[dict[str, Any]]]:
+    """``sacct --duplicates --parsable2 --noheader --format=<FIELDS>`` output -> job id -> one
+    record per run of that id, in order (a requeued job keeps its id: run i has restart_count i).
 
     The allocation's own line gives state, exit code, elapsed time, nodes, partition, account
-    and energy; its steps (``123.batch``, ``123.0``) give the peak RSS (the largest over steps).
+    and energy; its steps (``123.batch``, ``123.0``), printed after it, give the peak RSS (the
+    largest over steps).
     """
-    allocations: dict[str, dict[str, Any]] = {}
-    peak: dict[str, int] = {}
+    allocations: dict[str, list[dict[str, Any]]] = {}
+    current: dict[str, Any] | None = None
     for line in text.splitlines():
         values = line.split("|")
         if len(values) != len(FIELDS):
@@ -50,14 +52,16 @@ def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
         row = dict(zip(FIELDS, values))
         jobid, _, step = row["JobID"].partition(".")
         rss = _bytes(row["MaxRSS"]) if row["MaxRSS"] else None
-        if rss is not None:
-            peak[jobid] = max(peak.get(jobid, 0), rss)
         if step:
+            if current is not None and current["slurm_jobid"] == jobid and rss is not None:
+                current["max_rss_bytes"] = max(current.get("max_rss_bytes") or 0, rss)
             continue
         gpus = _GPUS.search(row["AllocTRES"])
         energy = _int(row["ConsumedEnergyRaw"])
-        allocations[jobid] = {
+        runs = allocations.setdefault(jobid, [])
+        current = {
             "slurm_jobid": jobid,
+            "restart_count": len(runs),
             "state": row["State"].split()[0] if row["State"] else None,  # "CANCELLED by 1234"
             "exit_code": row["ExitCode"] or None,
             "elapsed_s": float(row["ElapsedRaw"]) if row["ElapsedRaw"].isdigit() else None,
@@ -69,17 +73,17 @@ def parse_sacct(text: str) -> dict[str, dict[str, Any]]:
             "qos": row["QOS"] or None,
             "nodelist": row["NodeList"] if row["NodeList"] not in ("", "None assigned") else None,
         }
-    for jobid, rss in peak.items():
-        if jobid in allocations:
-            allocations[jobid]["max_rss_bytes"] = rss
+        if rss is not None:
+            current["max_rss_bytes"] = rss
+        runs.append(current)
     return allocations
 
 
-def query_sacct(slurm_jobids: list[str]) -> dict[str, dict[str, Any]]:
+def query_sacct(slurm_jobids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Accounting records of these allocations; empty where sacct is not installed or fails."""
     if not slurm_jobids or shutil.which("sacct") is None:
         return {}
-    command = ["sacct", "--parsable2", "--noheader", f"--format={','.join(FIELDS)}", f"--jobs={','.join(slurm_jobids)}"]
+    command = ["sacct", "--duplicates", "--parsable2", "--noheader", f"--format={','.join(FIELDS)}", f"--jobs={','.join(slurm_jobids)}"]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=SACCT_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
@@ -90,10 +94,15 @@ def query_sacct(slurm_jobids: list[str]) -> dict[str, dict[str, Any]]:
 def fill_from_sacct(session: Session, run_id: str) -> int:
     """Complete every Slurm allocation of the run that accounting knows; returns how many."""
     rows = session.execute(
-        select(SlurmJob.job_id, SlurmJob.slurm_jobid).join(Job, Job.id == SlurmJob.job_id).where(Job.run_id == run_id)
+        select(SlurmJob.job_id, SlurmJob.slurm_jobid, SlurmJob.restart_count)
+        .join(Job, Job.id == SlurmJob.job_id)
+        .where(Job.run_id == run_id)
     ).all()
-    accounting = query_sacct(sorted({slurm_jobid for _, slurm_jobid in rows}))
-    for job_id, slurm_jobid in rows:
-        if slurm_jobid in accounting:
-            recorder.record_slurm(session, job_id, accounting[slurm_jobid])
-    return sum(1 for _, slurm_jobid in rows if slurm_jobid in accounting)
+    accounting = query_sacct(sorted({slurm_jobid for _, slurm_jobid, _ in rows}))
+    filled = 0
+    for job_id, slurm_jobid, restart in rows:
+        runs = accounting.get(slurm_jobid, [])
+        if restart < len(runs):
+            recorder.record_slurm(session, job_id, runs[restart])
+            filled += 1
+    return filled

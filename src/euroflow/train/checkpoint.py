@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,14 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
     state["iteration"] = iteration
     state["opt_param_scheduler"] = scheduler.state_dict()
     state["world_size"] = world
-    dist_checkpointing.save(state, str(tmp))
+    # Slurm signals every process of the job step before the walltime (USR2); the writer and queue
+    # processes megatron starts for the save would die of it. Held here, they inherit the mask,
+    # and this rank sees the signal once the save is done.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        dist_checkpointing.save(state, str(tmp))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     torch.distributed.barrier()
 
     if rank == 0:

@@ -20,6 +20,15 @@ def _parser() -> argparse.ArgumentParser:
     pre.add_argument("--tokenizer", required=True, help="tokenizer directory (tokenizer_meta.json)")
     pre.add_argument("--out", required=True, help="training output directory")
     pre.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (resume later)")
+    slurm = pre.add_argument_group("on a Slurm site: submit the training job through submitit and wait for it")
+    slurm.add_argument("--site", default=None, help="sites/<name>.yaml with a Slurm scheduler (default: train here)")
+    slurm.add_argument("--nodes", type=int, default=1, help="nodes per training job")
+    slurm.add_argument("--minutes", type=int, default=60, help="walltime of each allocation; longer runs are requeued")
+    slurm.add_argument("--partition", default=None, help="partition (default: the site's GPU partition)")
+    slurm.add_argument("--qos", default=None, help="QOS (default: the site's for that partition)")
+    slurm.add_argument("--max-requeues", type=int, default=20, help="requeues at the walltime before giving up")
+    slurm.add_argument("--signal-delay", type=int, default=None, help="seconds between USR2 and the walltime (default 600)")
+    slurm.add_argument("--allocations", default=None, help="append one JSON line per Slurm allocation here (provenance)")
 
     exp = sub.add_parser("export-hf", help="latest checkpoint -> LlamaForCausalLM directory, logits-checked")
     exp.add_argument("--config", required=True, help="run config (YAML)")
@@ -36,9 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = run_config.load(args.config)
         if args.command == "pretrain":
-            from euroflow.train.loop import pretrain
+            if args.site:
+                from euroflow.train.launcher import launch
 
-            result = pretrain(config, args.blend, args.tokenizer, args.out, stop_after_step=args.stop_after_step)
+                resources = {"nodes": args.nodes, "runtime": args.minutes, "slurm_partition": args.partition, "qos": args.qos}
+                result = launch(config, args.blend, args.tokenizer, args.out, site_name=args.site, resources=resources,
+                                allocations=args.allocations, max_requeues=args.max_requeues, signal_delay_s=args.signal_delay)
+            else:
+                from euroflow.train.loop import pretrain
+
+                result = pretrain(config, args.blend, args.tokenizer, args.out, stop_after_step=args.stop_after_step)
         else:
             from euroflow.train.export_hf import export_hf
 

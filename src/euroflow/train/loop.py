@@ -10,6 +10,7 @@ import socket
 import time
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,19 +26,23 @@ CHECKPOINT_DIR = "checkpoints"
 DATA_CACHE_DIR = "data_cache"
 
 
-def pretrain(config: dict, blend_path, tokenizer_dir, out_dir, *, stop_after_step: int | None = None) -> dict:
+def pretrain(config: dict, blend_path, tokenizer_dir, out_dir, *, stop_after_step: int | None = None,
+             stop_requested: Callable[[], bool] | None = None) -> dict:
     """Train (or resume) the run's model on the blend; returns a summary of this invocation.
 
     World size and rank come from ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/
     ``MASTER_PORT`` when a launcher (torchrun, Slurm) set them; otherwise ``training.nproc``
     local processes are spawned (one process runs in place). ``stop_after_step`` ends the
     run after that step (and its checkpoint, if one is due), as a kill would.
+    ``stop_requested`` (launched ranks only) is asked after every step; when it is true on any
+    rank, all ranks save a checkpoint of that step and return with ``preempted`` set: a job
+    told its walltime is near ends resumable.
     """
     config = copy.deepcopy(config)
     _check_config(config)
     args = (config, str(blend_path), str(tokenizer_dir), str(out_dir), stop_after_step)
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
-        return _train(*args)
+        return _train(*args, stop_requested=stop_requested)
     nproc = config["training"]["nproc"]
     if nproc == 1:
         with _single_process_env():
@@ -112,7 +117,8 @@ def _spawned_rank(rank: int, world: int, port: int, threads: int | None, args: t
         results.put(summary)
 
 
-def _train(config: dict, blend_path: str, tokenizer_dir: str, out_dir: str, stop_after_step: int | None) -> dict:
+def _train(config: dict, blend_path: str, tokenizer_dir: str, out_dir: str, stop_after_step: int | None,
+           stop_requested: Callable[[], bool] | None = None) -> dict:
     quiet_megatron_warnings()
     shims.apply()
     from megatron.core import parallel_state
@@ -137,7 +143,7 @@ def _train(config: dict, blend_path: str, tokenizer_dir: str, out_dir: str, stop
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=rank, world_size=world)
     try:
         parallel_state.initialize_model_parallel(tp, pp)
-        return _Trainer(config, Path(blend_path), Path(tokenizer_dir), Path(out_dir), dp).run(stop_after_step)
+        return _Trainer(config, Path(blend_path), Path(tokenizer_dir), Path(out_dir), dp).run(stop_after_step, stop_requested)
     finally:
         parallel_state.destroy_model_parallel()
         if owns_group:
@@ -343,7 +349,13 @@ class _Trainer:
             {"consumed_samples": step * self.global_batch_size, "model_config": self.config["model"]},
         )
 
-    def run(self, stop_after_step: int | None) -> dict:
+    def _any_rank(self, flag: bool) -> bool:
+        """True when ``flag`` is true on at least one rank (ranks see a signal at different steps)."""
+        votes = torch.tensor([1.0 if flag else 0.0], device=self._device())
+        torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MAX)
+        return bool(votes.item())
+
+    def run(self, stop_after_step: int | None, stop_requested: Callable[[], bool] | None = None) -> dict:
         self._build()
         start_step, elapsed_before = self._resume()
         interval = self.training["checkpoint_interval"]
@@ -351,6 +363,7 @@ class _Trainer:
         log = open(self.log_path, "a", encoding="utf-8") if self.rank == 0 else None
         last = start_step
         loss = None
+        preempted = False
         run_start = time.perf_counter()
         step_seconds = []
         try:
@@ -381,6 +394,11 @@ class _Trainer:
                     progress(step, entry)
                     if stop_after_step is not None and step >= stop_after_step:
                         break
+                    if stop_requested is not None and step < self.train_steps and self._any_rank(stop_requested()):
+                        if not save:
+                            self._save(step)
+                        preempted = True
+                        break
         finally:
             if log:
                 log.close()
@@ -398,6 +416,7 @@ class _Trainer:
             "last_step": last,
             "steps_run": ran,
             "finished": finished,
+            "preempted": preempted,
             "final_loss": loss,
             "steps_per_s": rate,
             "tokens_per_s": rate * tokens_per_step if rate else None,

@@ -1,0 +1,176 @@
+"""Pretraining on a Slurm site, walltime-proof: the pretrain rule (a local rule, on the login node)
+submits the training job through submitit and waits for it.
+
+- One ``srun`` task per GPU; ``submitit.helpers.TorchDistributedEnvironment`` gives each task its
+  rank (no torchrun under submitit).
+- Before the walltime Slurm sends USR2 (``--signal=USR2@N``; NCCL uses USR1). Every rank notes
+  it; at the next step boundary all ranks agree, save a distributed checkpoint of that step, and
+  rank 0 hands over to submitit, which requeues the job (same job id, ``SLURM_RESTART_COUNT`` + 1).
+  The requeued job resumes from that checkpoint exactly.
+- Requeues are bounded (``max_requeues``); a crash, an out-of-memory kill or a failed node is
+  not requeued at all: the launcher reports the job id, Slurm state and last error line.
+- Each Slurm attempt appends one line to the allocations file (``--allocations``), which the
+  job's provenance sidecar carries into the database.
+- A relaunch while the previous training job is still queued or running (the Snakemake head
+  was restarted) attaches to that job instead of submitting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from euroflow.errors import EuroflowError
+
+SUBMITIT_DIR = "submitit"
+CURRENT_JOB_FILE = "current_job"
+DEFAULT_MAX_REQUEUES = 20
+
+
+class _Preemption:
+    """USR2 noted on this rank; submitit's own handler kept to requeue once the checkpoint is saved."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+        self.submitit_handler = signal.getsignal(signal.SIGUSR2)
+        signal.signal(signal.SIGUSR2, self._note)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+
+    def requested(self) -> bool:
+        return self.signalled
+
+    def hand_over(self, rank: int) -> None:
+        """Rank 0: submitit checkpoints this callable and requeues the job (it exits, or raises
+        UncompletedJobError when the requeues are spent). Other ranks wait to be stopped by the requeue."""
+        if rank == 0 and callable(self.submitit_handler):
+            self.submitit_handler(signal.SIGUSR2, None)
+        time.sleep(300)
+        raise EuroflowError("preempted, but the job was not requeued within 300 s")
+
+
+def _append_json_line(path: Path, entry: dict) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class TrainingJob(submitit.helpers.Checkpointable):
+    """What each Slurm task runs: one training rank. Checkpointable: submitit requeues it."""
+
+    def __init__(self, config: dict, blend: str, tokenizer: str, out_dir: str, allocations: str | None) -> None:
+        self.config, self.blend, self.tokenizer, self.out_dir, self.allocations = config, blend, tokenizer, out_dir, allocations
+
+    def __call__(self) -> dict:
+        import torch
+
+        from euroflow.train.loop import pretrain
+
+        # LOCAL_RANK picks the GPU, so every task keeps all of the node's GPUs visible
+        dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus and not torch.cuda.is_available():
+            torch.set_num_threads(int(cpus))
+        preemption = _Preemption()
+        started = time.time()
+        summary = pretrain(self.config, self.blend, self.tokenizer, self.out_dir, stop_requested=preemption.requested)
+        if dist.rank == 0 and self.allocations:
+            _append_json_line(Path(self.allocations), {
+                "slurm_jobid": os.environ.get("SLURM_JOB_ID"),
+                "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+                "partition": os.environ.get("SLURM_JOB_PARTITION"),
+                "account": os.environ.get("SLURM_JOB_ACCOUNT"),
+                "qos": os.environ.get("SLURM_JOB_QOS"),
+                "nodelist": os.environ.get("SLURM_JOB_NODELIST"),
+                "num_nodes": int(os.environ.get("SLURM_JOB_NUM_NODES", "1")),
+                "world_size": dist.world_size,
+                "host": socket.gethostname(),
+                "resumed_from": summary["resumed_from"],
+                "last_step": summary["last_step"],
+                "outcome": "preempted" if summary["preempted"] else ("finished" if summary["finished"] else "stopped"),
+                "started_at": started,
+                "ended_at": time.time(),
+            })
+        if summary["preempted"]:
+            preemption.hand_over(dist.rank)
+        return summary
+
+
+def _alive(job_id: str) -> bool:
+    """Whether Slurm still has ``job_id`` queued or running (requeued jobs included)."""
+    proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def _state(job: submitit.SlurmJob) -> str:
+    try:
+        return str(job.state)
+    except Exception:  # noqa: BLE001 - a state is only decoration for the error message
+        return "UNKNOWN"
+
+
+def launch(
+    config: dict,
+    blend: str,
+    tokenizer: str,
+    out_dir: str,
+    *,
+    site_name: str,
+    resources: dict[str, Any],
+    allocations: str | None = None,
+    max_requeues: int = DEFAULT_MAX_REQUEUES,
+    signal_delay_s: int | None = None,
+    poll_s: float = 10.0,
+) -> dict:
+    """Submit (or re-attach to) the training job on ``site_name`` and wait for its summary."""
+    from euroflow import sites
+    from euroflow.sites import submission
+
+    site = sites.load(site_name)
+    if site["scheduler"] != "slurm":
+        raise EuroflowError(f"site {site_name}: no Slurm scheduler; run pretrain without --site")
+    account = submission.account(site)
+    extra = {"signal_delay_s": signal_delay_s} if signal_delay_s else {}
+    params = submission.training_parameters(site, resources, account_name=account,
+                                            job_name=f"euroflow-pretrain-{config['run']['name']}", **extra)
+    out = Path(out_dir).resolve()
+    folder = out / SUBMITIT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues, python=submission.python_command(site, account))
+    executor.update_parameters(**params)
+    current = folder / CURRENT_JOB_FILE
+    previous = current.read_text(encoding="utf-8").strip() if current.exists() else ""
+    if previous and _alive(previous):
+        job = submitit.SlurmJob(folder=folder, job_id=previous, tasks=tuple(range(params["nodes"] * params["ntasks_per_node"])))
+        print(f"euroflow: attached to training job {previous}, still in Slurm", file=sys.stderr, flush=True)
+    else:
+        job = executor.submit(TrainingJob(config, str(Path(blend).resolve()), str(Path(tokenizer).resolve()), str(out),
+                                          str(Path(allocations).resolve()) if allocations else None))
+        current.write_text(job.job_id + "\n", encoding="utf-8")
+        print(f"euroflow: submitted training job {job.job_id} ({params['nodes']} nodes x {params['ntasks_per_node']} tasks, "
+              f"{params['time']} min per allocation, partition {params['partition']})", file=sys.stderr, flush=True)
+    job._results_timeout_s = None  # noqa: SLF001 - wait as long as the training takes
+    while not job.done():
+        time.sleep(poll_s)
+    try:
+        results = job.results()
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in reversed(lines) if "Error" in line or "because" in line), lines[-1] if lines else "")
+        raise EuroflowError(
+            f"training job {job.job_id} ended {_state(job)} and is not requeued: {reason[:400]} (logs: {folder / job.job_id})"
+        ) from None
+    summary = results[0]
+    summary["slurm_job_id"] = job.job_id
+    return summary
