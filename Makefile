@@ -10,8 +10,11 @@ PYTEST_ARGS ?=
 LLAMA_CPP_VERSION := 0.3.36
 WHEELHOUSE ?= $(HOME)/.cache/euroflow/wheels
 LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)
+# the local one-node Slurm cluster of the tests marked `slurm` (state under EUROFLOW_SLURM_ROOT, default /tmp/euroflow-slurm)
+SLURM_UP := tests/slurm/cluster/up.sh
+SLURM_DOWN := tests/slurm/cluster/down.sh
 
-.PHONY: install install-llama-cpp demo test lint dry-run clean-demo
+.PHONY: install install-llama-cpp demo test lint dry-run clean-demo slurm-up slurm-down
 
 install: $(STAMP)
 
@@ -44,8 +47,29 @@ demo: install
 	echo "== pipeline took $$(( $$(date +%s) - start )) s" && \
 	$(BIN)/euroflow results --config $(DEMO_CONFIG)
 
+# Brings the Slurm cluster up for the tests and down afterwards, pass or fail (a cluster that was already up,
+# e.g. from `make slurm-up`, stays up). Under CI=true a failed bring-up fails the target; elsewhere the
+# slurm tests skip. Exits with pytest's status.
 test: install install-llama-cpp
+	@if bash $(SLURM_UP) --check >/dev/null 2>&1; then \
+	  echo "== slurm: already up, leaving it up after the tests (make slurm-down stops it)"; \
+	elif bash $(SLURM_UP); then \
+	  trap 'bash $(SLURM_DOWN)' EXIT; trap 'exit 130' INT TERM; \
+	else \
+	  bash $(SLURM_DOWN) >/dev/null 2>&1 || true; \
+	  case "$${CI:-}" in true|TRUE|True|1|yes) \
+	    echo "!! CI=true and the Slurm test cluster did not come up: failing (see the lines above)" >&2; exit 1;; esac; \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+	  echo "!! WARNING: no Slurm test cluster (see above): the tests marked slurm will SKIP" >&2; \
+	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+	fi; \
 	EUROFLOW_REQUIRE_LLAMA_CPP=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+slurm-up:
+	@bash $(SLURM_UP)
+
+slurm-down:
+	@bash $(SLURM_DOWN)
 
 lint: install
 	$(BIN)/snakemake --lint

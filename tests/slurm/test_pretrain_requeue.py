@@ -1,0 +1,112 @@
+"""Walltime-proof pretraining on the real local Slurm cluster: a training job with a 1-minute limit
+is signalled (USR2), checkpoints, is requeued by submitit and resumes; it ends at exactly the
+configured step with the same losses as an uninterrupted run. A crash is not requeued."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from euroflow.errors import EuroflowError
+from euroflow.train.launcher import launch
+from euroflow.train.loop import pretrain
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+import train_corpus as corpus  # noqa: E402
+
+pytestmark = pytest.mark.slurm
+# The reference run shares the two cores meanwhile (~2 min): an allocation, at most ~52 s of
+# training, then does under ~1,200 steps, so 3,000 steps span at least three allocations.
+STEPS = 3000
+SLURM_CI = {"nodes": 1, "runtime": 1, "slurm_partition": "debug"}
+
+
+class _ReleaseRequeued(threading.Thread):
+    """A requeued job waits ~120 s (BeginTime) before Slurm starts it again: start it now."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.released = []
+
+    def run(self):
+        while not self.stop.wait(1.0):
+            proc = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], capture_output=True, text=True)
+            for line in proc.stdout.splitlines():
+                jobid, state, reason = (line.split(None, 2) + ["", ""])[:3]
+                if state == "PENDING" and "BeginTime" in reason:
+                    subprocess.run(["scontrol", "update", f"jobid={jobid}", "StartTime=now"], capture_output=True)
+                    self.released.append(jobid)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, data_root):
+    return corpus.build(data_root, tmp_path_factory.mktemp("slurm-train-inputs"))
+
+
+def _uninterrupted(out, inputs, results):
+    """The same 2-rank data-parallel run, spawned on this machine without Slurm."""
+    config = corpus.tiny_config(nproc=2, train_steps=STEPS, checkpoint_interval=1000)
+    results["summary"] = pretrain(config, inputs["blend"], inputs["tokenizer"], out)
+    results["log"] = corpus.read_log(out)
+
+
+def test_one_minute_allocations_requeue_and_resume_exactly(tmp_path, inputs, slurm_cluster, monkeypatch):
+    monkeypatch.setenv("SBATCH_ACCOUNT", "euroflow")
+    config = corpus.tiny_config(nproc=2, train_steps=STEPS, checkpoint_interval=1000)
+    allocations = tmp_path / "slurm_allocations.jsonl"
+    releaser = _ReleaseRequeued()
+    releaser.start()
+    reference = {}
+    # the reference run shares the two cores meanwhile: slower allocations only mean more requeues
+    uninterrupted = threading.Thread(target=_uninterrupted, args=(tmp_path / "uninterrupted", inputs, reference))
+    uninterrupted.start()
+    started = time.time()
+    try:
+        summary = launch(config, str(inputs["blend"]), str(inputs["tokenizer"]), str(tmp_path / "slurm"), site_name="slurm-ci",
+                         resources=SLURM_CI, allocations=str(allocations), signal_delay_s=30, poll_s=2)
+    finally:
+        releaser.stop.set()
+        uninterrupted.join()
+    runs = [json.loads(line) for line in allocations.read_text().splitlines()]
+    print(f"\n{len(runs)} allocations in {time.time() - started:.0f} s:", [(r["restart_count"], r["resumed_from"], r["last_step"], r["outcome"]) for r in runs])
+    assert len(runs) >= 3
+    assert {r["slurm_jobid"] for r in runs} == {summary["slurm_job_id"]}
+    assert [r["restart_count"] for r in runs] == list(range(len(runs)))
+    assert [r["outcome"] for r in runs] == ["preempted"] * (len(runs) - 1) + ["finished"]
+    for before, after in zip(runs, runs[1:]):
+        assert after["resumed_from"] == before["last_step"]  # each allocation picks up at the checkpoint of the last
+    assert summary["finished"] and summary["last_step"] == STEPS
+    reference_summary, reference_log = reference["summary"], reference["log"]
+    log = corpus.read_log(tmp_path / "slurm")
+    assert [e["step"] for e in log] == list(range(1, STEPS + 1))
+    assert [e["loss"] for e in log] == [e["loss"] for e in reference_log]
+    assert summary["final_loss"] == reference_summary["final_loss"]
+    assert _final_states(summary["slurm_job_id"]) == ["REQUEUED"] * (len(runs) - 1) + ["COMPLETED"]
+
+
+def test_a_crash_is_not_requeued_and_the_reason_is_reported(tmp_path, inputs, slurm_cluster, monkeypatch):
+    monkeypatch.setenv("SBATCH_ACCOUNT", "euroflow")
+    config = corpus.tiny_config(nproc=2, train_steps=STEPS)
+    with pytest.raises(EuroflowError) as failure:
+        launch(config, str(tmp_path / "no-such-blend.json"), str(inputs["tokenizer"]), str(tmp_path / "out"),
+               site_name="slurm-ci", resources=SLURM_CI, signal_delay_s=30, poll_s=2)
+    message = str(failure.value)
+    assert message.startswith("training job ") and "is not requeued" in message and "no-such-blend.json" in message
+    jobid = message.split()[2]
+    assert _final_states(jobid) == ["FAILED"]
+
+
+def _final_states(jobid):
+    """Every run of ``jobid`` in accounting, once the last one has ended (sacct lags the job by a moment)."""
+    for _ in range(30):
+        states = subprocess.run(["sacct", "--duplicates", "-n", "-X", "-P", "-o", "State", "-j", jobid],
+                                capture_output=True, text=True).stdout.split()
+        if states and states[-1] not in ("PENDING", "RUNNING", "REQUEUED"):
+            return states
+        time.sleep(1)
+    return states
