@@ -3,6 +3,7 @@ is signalled (USR2), checkpoints, is requeued by submitit and resumes; it ends a
 configured step with the same losses as an uninterrupted run. A crash is not requeued."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from euroflow.errors import EuroflowError
+from euroflow.provenance import sidecar
+from euroflow.provenance.db import open_db
+from euroflow.provenance.ingest import ingest
 from euroflow.train.launcher import launch
 from euroflow.train.loop import pretrain
 
@@ -72,13 +76,15 @@ def test_one_minute_allocations_requeue_and_resume_exactly(tmp_path, inputs, slu
     finally:
         releaser.stop.set()
         uninterrupted.join()
-    runs = [json.loads(line) for line in allocations.read_text().splitlines()]
-    print(f"\n{len(runs)} allocations in {time.time() - started:.0f} s:", [(r["restart_count"], r["resumed_from"], r["last_step"], r["outcome"]) for r in runs])
+    runs = sorted((json.loads(line) for line in allocations.read_text().splitlines()), key=lambda r: r["restart_count"])
+    print(f"\n{len(runs)} allocations in {time.time() - started:.0f} s:",
+          [(r["restart_count"], r.get("resumed_from"), r.get("last_step"), r["outcome"]) for r in runs])
     assert len(runs) >= 3
     assert {r["slurm_jobid"] for r in runs} == {summary["slurm_job_id"]}
     assert [r["restart_count"] for r in runs] == list(range(len(runs)))
-    assert [r["outcome"] for r in runs] == ["preempted"] * (len(runs) - 1) + ["finished"]
-    for before, after in zip(runs, runs[1:]):
+    trained = [r for r in runs if r["outcome"] != "requeued before training started"]
+    assert [r["outcome"] for r in trained] == ["preempted"] * (len(trained) - 1) + ["finished"]
+    for before, after in zip(trained, trained[1:]):
         assert after["resumed_from"] == before["last_step"]  # each allocation picks up at the checkpoint of the last
     assert summary["finished"] and summary["last_step"] == STEPS
     reference_summary, reference_log = reference["summary"], reference["log"]
@@ -87,6 +93,20 @@ def test_one_minute_allocations_requeue_and_resume_exactly(tmp_path, inputs, slu
     assert [e["loss"] for e in log] == [e["loss"] for e in reference_log]
     assert summary["final_loss"] == reference_summary["final_loss"]
     assert _final_states(summary["slurm_job_id"]) == ["REQUEUED"] * (len(runs) - 1) + ["COMPLETED"]
+
+    # provenance: the pretrain job's sidecar carries the allocations; ingest records one row per
+    # allocation and completes each from sacct --duplicates
+    record = sidecar.JobRecord(tmp_path / "slurm" / "checkpoints.prov.json", rule="pretrain", wildcards={}, jobid=1,
+                               inputs=[], outputs=[str(tmp_path / "slurm" / "checkpoints")], logs=[], run_id="requeue-test",
+                               allocations=str(allocations))
+    record.start()
+    record.end(None)
+    db = tmp_path / "prov.sqlite"
+    ingest(open_db(db), [record.path])
+    rows = sqlite3.connect(db).execute(
+        "select slurm_jobid, restart_count, state, outcome from slurm_jobs order by restart_count").fetchall()
+    assert rows == [(summary["slurm_job_id"], i, "REQUEUED" if i < len(runs) - 1 else "COMPLETED", r["outcome"])
+                    for i, r in enumerate(runs)]
 
 
 def test_a_crash_is_not_requeued_and_the_reason_is_reported(tmp_path, inputs, slurm_cluster, monkeypatch):

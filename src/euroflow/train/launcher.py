@@ -104,6 +104,9 @@ class TrainingJob(submitit.helpers.Checkpointable):
             })
         if summary["preempted"]:
             preemption.hand_over(dist.rank)
+        # done: Slurm may still send the pre-timeout signal (up to a minute early); it must not
+        # kill the task while submitit writes its result and Python exits
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         return summary
 
 
@@ -173,4 +176,18 @@ def launch(
         ) from None
     summary = results[0]
     summary["slurm_job_id"] = job.job_id
+    if allocations:
+        _complete_allocations(Path(allocations), job.job_id)
     return summary
+
+
+def _complete_allocations(path: Path, job_id: str) -> None:
+    """Add the runs of ``job_id`` that accounting knows but that never reached the training code
+    (the pre-timeout signal can come within a minute of the start, before a rank starts)."""
+    from euroflow.provenance.sidecar import read_allocations
+    from euroflow.provenance.slurm_accounting import query_sacct
+
+    known = {(a["slurm_jobid"], int(a.get("restart_count") or 0)) for a in read_allocations(path)}
+    for run in query_sacct([job_id]).get(job_id, []):
+        if (job_id, run["restart_count"]) not in known:
+            _append_json_line(path, {**run, "outcome": "requeued before training started"})
