@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from euroflow.errors import EuroflowError
 from euroflow.provenance import sidecar
@@ -130,3 +131,25 @@ def _final_states(jobid):
             return states
         time.sleep(1)
     return states
+
+
+def test_a_restarted_launcher_attaches_to_the_job_still_in_slurm(tmp_path, inputs, slurm_cluster):
+    """The Snakemake head dies while its training job runs: the rerun waits for that job, not a second one."""
+    config = corpus.tiny_config(nproc=2, train_steps=600)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [str(Path(sys.executable).with_name("euroflow")), "train", "pretrain", "--config", str(config_path),
+               "--blend", str(inputs["blend"]), "--tokenizer", str(inputs["tokenizer"]), "--out", str(tmp_path / "out"),
+               "--site", "slurm-ci", "--nodes", "1", "--minutes", "10", "--partition", "debug"]
+    env = {**slurm_cluster.env, "SBATCH_ACCOUNT": "euroflow"}
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    line = first.stderr.readline()
+    assert line.startswith("euroflow: submitted training job "), line
+    jobid = line.split()[4]
+    first.kill()
+    first.wait()
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"euroflow: attached to training job {jobid}, still in Slurm" in second.stderr
+    assert json.loads(second.stdout)["slurm_job_id"] == jobid and json.loads(second.stdout)["last_step"] == 600
+    assert _final_states(jobid) == ["COMPLETED"]
