@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from euroflow import sites
 from euroflow.errors import EuroflowError
 from euroflow.provenance import sidecar
 from euroflow.provenance.db import open_db
 from euroflow.provenance.ingest import ingest
+from euroflow.sites import submission
 from euroflow.train.launcher import launch
 from euroflow.train.loop import pretrain
 
@@ -153,3 +155,10 @@ def test_a_restarted_launcher_attaches_to_the_job_still_in_slurm(tmp_path, input
     assert f"euroflow: attached to training job {jobid}, still in Slurm" in second.stderr
     assert json.loads(second.stdout)["slurm_job_id"] == jobid and json.loads(second.stdout)["last_step"] == 600
     assert _final_states(jobid) == ["COMPLETED"]
+    # what `euroflow site check` prints is what was submitted
+    site = sites.load("slurm-ci")
+    params = submission.training_parameters(site, {"nodes": 1, "runtime": 10, "slurm_partition": "debug"},
+                                            account_name="euroflow", job_name="euroflow-pretrain-train-test")
+    launcher_python = Path(command[0]).read_text().splitlines()[0].removeprefix("#!")  # the euroflow script's interpreter
+    rendered = submission.training_script(params, tmp_path / "out" / "submitit", submission.python_command(site, "euroflow") or launcher_python)
+    assert (tmp_path / "out" / "submitit" / f"{jobid}_submission.sh").read_text() == rendered

@@ -117,7 +117,7 @@ def check(name: str, config_path: str | os.PathLike | None = None, environ: dict
         resources = dict(job["resources"])
         if rule == "pretrain":
             params = submission.training_parameters(site, resources, account_name=result.account, job_name=f"euroflow-pretrain-{config['run']['name']}")
-            folder = Path(config["paths"]["results"]) / config["run"]["name"] / "train" / "submitit"
+            folder = (Path(config["paths"]["results"]) / config["run"]["name"] / "train" / "submitit").absolute()
             result.training = {
                 "parameters": params,
                 "script": submission.training_script(params, folder, submission.python_command(site, result.account)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -166,5 +166,5 @@ def training_script(params: dict[str, Any], folder: str | os.PathLike, python: s
     """The batch script submitit submits for ``params`` (as ``SlurmExecutor`` writes it)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    command = " ".join([python or "python", "-u -m submitit.core._submit", shlex.quote(str(folder))])
-    return _make_sbatch_string(command=command, folder=str(Path(folder) / "%j"), map_count=None, **params)
+    command = " ".join([python or shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    return _make_sbatch_string(command=command, folder=str(folder), map_count=None, **params)
