@@ -56,32 +56,28 @@ def _simulated_shards(config: dict, workdir: Path) -> list[str]:
 
 
 def _model_fit(config: dict, site: dict, resources: dict) -> tuple[dict[str, Any], list[str]]:
-    from euroflow.sites import memory
+    from euroflow.sites.plan import memory_fit
 
-    training, model = config["training"], config["model"]
+    training = config["training"]
     partition = resources.get("slurm_partition") or site["defaults"]["gpu_partition"]
     node = site["nodes"][site["partitions"][partition]["node"]]
-    gpus = node.get("gpus", 0)
-    if not gpus:
+    if not node.get("gpus"):
         return {}, [f"{site['name']}: pretrain partition {partition} has no GPUs"]
     tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
-    world = int(resources.get("nodes") or 1) * gpus
+    nodes = int(resources.get("nodes") or 1)
+    world = nodes * node["gpus"]
     if world % (tp * pp):
         return {}, [f"training: TP x PP = {tp * pp} does not divide the {world} GPUs of the pretrain job"]
-    dp = world // (tp * pp)
-    common = dict(micro_batch_size=training["micro_batch_size"], seq_length=model["seq_length"], precision=training["precision"])
-    vocab = config["tokenizer"]["vocab_size"]
-    estimate = memory.estimate(model, vocab, tp=tp, pp=pp, dp=dp, **common)
-    fit = {"tp": tp, "pp": pp, "dp": dp, "gpus": world, "gib_per_gpu": round(estimate.total / 2**30, 1), "gpu_memory_gb": node["gpu_memory_gb"]}
-    if memory.fits(estimate, node["gpu_memory_gb"]):
+    result = memory_fit(config, node, nodes)
+    mem, fitting = result["memory"], result["fitting"]
+    total = result["estimate"].total / 2**30
+    fit = {"tp": tp, "pp": pp, "dp": mem["dp"], "gpus": world, "gib_per_gpu": round(total, 1), "gpu_memory_gb": node["gpu_memory_gb"]}
+    if mem["fits"]:
         return fit, []
-    options = memory.suggest_parallelism(
-        model, vocab, gpus_per_node=gpus, gpu_memory_gb=node["gpu_memory_gb"], nodes=int(resources.get("nodes") or 1),
-        global_batch_size=training["global_batch_size"], **common,
-    )
-    alternatives = ", ".join(f"TP={o[0]} PP={o[1]}" for o in options[:3]) or "none on this many nodes"
+    same_batch = fitting["layouts"] if fitting["micro_batch_size"] == training["micro_batch_size"] else []
+    alternatives = ", ".join(f"TP={o['tp']} PP={o['pp']}" for o in same_batch[:3]) or "none on this many nodes"
     return fit, [
-        f"training: the model needs {estimate.total / 2**30:.1f} GiB per GPU with TP={tp} PP={pp} (DP={dp}); "
+        f"training: the model needs {total:.1f} GiB per GPU with TP={tp} PP={pp} (DP={mem['dp']}); "
         f"a {node['gpu']} has {node['gpu_memory_gb']} GB. Fits with: {alternatives}"
     ]
 

@@ -144,6 +144,38 @@ def _fitting(config: dict, node: dict, nodes: int, micro_batch_size: int) -> lis
     ]
 
 
+def memory_fit(config: dict, node: dict, nodes: int) -> dict[str, Any]:
+    """Memory per GPU under the configured TP/PP on ``nodes`` nodes of type ``node``, and the
+    layouts that fit: at the configured micro batch size, else the largest smaller one that has any."""
+    model, training = config["model"], config["training"]
+    tp, pp, mbs = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"], training["micro_batch_size"]
+    dp = nodes * node["gpus"] // (tp * pp)
+    estimate = memory.estimate(
+        model, config["tokenizer"]["vocab_size"], tp=tp, pp=pp, dp=dp, micro_batch_size=mbs,
+        seq_length=model["seq_length"], precision=training["precision"],
+    )
+    fitting = {"micro_batch_size": mbs, "layouts": _fitting(config, node, nodes, mbs)}
+    if not fitting["layouts"]:
+        for smaller in sorted((m for m in range(1, mbs) if mbs % m == 0), reverse=True):
+            found = _fitting(config, node, nodes, smaller)
+            if found:
+                fitting = {"micro_batch_size": smaller, "layouts": found}
+                break
+    return {
+        "estimate": estimate,
+        "memory": {
+            "tp": tp,
+            "pp": pp,
+            "dp": dp,
+            "micro_batch_size": mbs,
+            "gib": estimate.as_gib(),
+            "usable_gib": round(memory.USABLE_FRACTION * node["gpu_memory_gb"], 1),
+            "fits": memory.fits(estimate, node["gpu_memory_gb"]),
+        },
+        "fitting": fitting,
+    }
+
+
 def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Measured | None = None, mfu: float = DEFAULT_MFU) -> dict:
     """The plan of a validated run config on validated site facts (see the module docstring)."""
     if not 0 < mfu <= 1:
@@ -197,19 +229,7 @@ def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Meas
     else:
         nodes_reason = "default: the most allowed, as no count finishes in one job"
 
-    dp = nodes * gpus // (tp * pp)
-    estimate = memory.estimate(
-        model, vocab, tp=tp, pp=pp, dp=dp, micro_batch_size=mbs, seq_length=model["seq_length"], precision=training["precision"],
-    )
-    fits = memory.fits(estimate, node["gpu_memory_gb"])
-    layouts = _fitting(config, node, nodes, mbs)
-    fitting = {"micro_batch_size": mbs, "layouts": layouts}
-    if not layouts:
-        for smaller in sorted((m for m in range(1, mbs) if mbs % m == 0), reverse=True):
-            found = _fitting(config, node, nodes, smaller)
-            if found:
-                fitting = {"micro_batch_size": smaller, "layouts": found}
-                break
+    fit = memory_fit(config, node, nodes)
 
     counts = parameter_count(model, vocab, tp)
     return {
@@ -242,16 +262,8 @@ def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Meas
         "gpus": nodes * gpus,
         "hours": {"wall": hours["wall"], "gpu": hours["gpu"], "node": hours["node"]},
         "slurm": allocation | {"margin_hours": MARGIN_HOURS, "jobs": hours["jobs"]},
-        "memory": {
-            "tp": tp,
-            "pp": pp,
-            "dp": dp,
-            "micro_batch_size": mbs,
-            "gib": estimate.as_gib(),
-            "usable_gib": round(memory.USABLE_FRACTION * node["gpu_memory_gb"], 1),
-            "fits": fits,
-        },
-        "fitting": fitting,
+        "memory": fit["memory"],
+        "fitting": fit["fitting"],
         "notes": notes,
     }
 

@@ -19,7 +19,6 @@ from euroflow.errors import EuroflowError
 
 PROFILES_DIR = REPO_ROOT / "profiles"
 PROFILE_FILE = "config.v8+.yaml"
-GPU_RESOURCES = ("gpu", "gres", "gpus_per_node")
 
 
 def profile_path(name: str, profiles_dir: str | os.PathLike = PROFILES_DIR) -> Path:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from types import SimpleNamespace
@@ -20,7 +21,6 @@ from euroflow.sites.profiles import limits
 
 # seconds between the pre-timeout signal and the walltime: a distributed checkpoint must fit
 DEFAULT_SIGNAL_DELAY_S = 600
-DEFAULT_MAX_REQUEUES = 20
 
 
 class _Resources(dict):
@@ -55,8 +55,6 @@ def account(site: dict, environ: dict[str, str] | None = None) -> str:
             f"{site['name']}: ${spec['variable']} is not set; export {spec['variable']}=<your project account>"
             f" (e.g. {spec.get('example', '...')})"
         )
-    import re
-
     if not re.fullmatch(spec["pattern"], value):
         raise EuroflowError(
             f"{site['name']}: ${spec['variable']}={value!r} does not look like a {site['name']} account "

@@ -4,24 +4,10 @@
 # wait for each to exit. Idempotent. State and logs stay (up.sh reuses them; delete the root to start afresh).
 set -euo pipefail
 
-ROOT=${EUROFLOW_SLURM_ROOT:-/tmp/euroflow-slurm}
-T0=$(date +%s%N)
-elapsed() { echo "$(( ($(date +%s%N) - T0) / 100000000 ))" | sed -E 's/([0-9])$/.\1/; s/^\./0./'; }
+# shellcheck source=common.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
-alive() {
-    local name=$1 pidfile=$2 pid
-    [ -r "$pidfile" ] || return 1
-    pid=$(tr -dc 0-9 <"$pidfile")
-    [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || return 1
-    echo "$pid"
-}
-
-# one bring-up or teardown at a time on this machine
-if [ -z "${EUROFLOW_SLURM_LOCKED:-}" ] && [ -w "$(dirname "$ROOT")" ]; then
-    exec 9>"$ROOT.lock"
-    flock -w 300 9 || { echo "slurm: another up.sh/down.sh holds $ROOT.lock for 5 min" >&2; exit 1; }
-    export EUROFLOW_SLURM_LOCKED=1
-fi
+take_lock
 
 # jobs still queued or running would leave slurmstepd and their processes behind once slurmd is gone
 if alive slurmctld "$ROOT/run/slurmctld.pid" >/dev/null && [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$ROOT/etc/slurm.conf" ]; then

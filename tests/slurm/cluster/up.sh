@@ -10,17 +10,16 @@ set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # the daemons live in sbin, missing from some root PATHs
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=${EUROFLOW_SLURM_ROOT:-/tmp/euroflow-slurm}
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 DB_PORT=${EUROFLOW_SLURM_DB_PORT:-3307}
 CLUSTER=euroflow
 ACCOUNT=euroflow
 NODE=localhost
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
 COMMANDS=(slurmctld slurmd slurmdbd sbatch sacct sacctmgr munged mariadbd mariadb-install-db)
-T0=$(date +%s%N)
 
 say() { echo "slurm: $*"; }
-elapsed() { echo "$(( ($(date +%s%N) - T0) / 100000000 ))" | sed -E 's/([0-9])$/.\1/; s/^\./0./'; }
 fail() {
     {
         echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
@@ -35,14 +34,6 @@ fail() {
 }
 FAIL_LOGS=()
 
-# pid of a daemon from its pid file when that process is alive and is that daemon, else nothing
-alive() {
-    local name=$1 pidfile=$2 pid
-    [ -r "$pidfile" ] || return 1
-    pid=$(tr -dc 0-9 <"$pidfile")
-    [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || return 1
-    echo "$pid"
-}
 
 # wait_for SECONDS WHAT [--daemon NAME PIDFILE] COMMAND...: poll COMMAND every 0.1 s until it succeeds;
 # with --daemon, give up as soon as that daemon is gone (after a 3 s grace for its pid file)
@@ -93,12 +84,7 @@ fi
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (daemons, /etc/slurm, /run/munge); run as root, e.g. in CI or a container"
 
-# one bring-up or teardown at a time on this machine (detach closes fd 9 for the daemons)
-if [ -z "${EUROFLOW_SLURM_LOCKED:-}" ] && [ -w "$(dirname "$ROOT")" ]; then
-    exec 9>"$ROOT.lock"
-    flock -w 300 9 || { echo "slurm: another up.sh/down.sh holds $ROOT.lock for 5 min" >&2; exit 1; }
-    export EUROFLOW_SLURM_LOCKED=1
-fi
+take_lock
 
 # ---- packages -------------------------------------------------------------------------------
 missing=()
