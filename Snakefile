@@ -22,6 +22,7 @@ write_resolved(config, paths.resolved_config)
 
 wildcard_constraints:
     lang="|".join(LANGS),
+    shard=r"[^.]+",
 
 
 onstart:
@@ -34,6 +35,7 @@ onstart:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/blend.smk"
 include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -36,10 +36,12 @@ CASES = {
 def test_bad_shard_fails_cleanly(case, tmp_path):
     payload, truncate, expected = CASES[case]
     bad = shard(tmp_path / "de.jsonl.zst", payload, truncate=truncate)
-    out, stats = tmp_path / "out" / "de.jsonl.zst", tmp_path / "out" / "de.json"
+    out = tmp_path / "out"
     proc = subprocess.run(
-        EUROFLOW + ["data", "clean", "--input", str(bad), "--out", str(out), "--stats", str(stats)],
-        capture_output=True, text=True,
+        EUROFLOW + ["data", "prepare", "--config", "workflow/configs/tiny.yaml", "--lang", "de", "--input", str(bad),
+                    "--out", str(out / "de.jsonl.zst"), "--signatures", str(out / "de.sig.npz"),
+                    "--lengths", str(out / "de.lengths.npy"), "--report", str(out / "de.report.json")],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1],
     )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()

@@ -142,3 +142,9 @@ def write_resolved(config: dict, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def training_tokens(config: dict) -> int:
+    """Tokens pretraining reads: steps x global batch x sequence length."""
+    training, model = config["training"], config["model"]
+    return int(training["train_steps"]) * int(training["global_batch_size"]) * int(model["seq_length"])

@@ -12,10 +12,15 @@ from euroflow import config as run_config
 from euroflow.errors import EuroflowError
 
 
+DEMO_SHARD = "ntrex"
+SPLITS = ("train", "valid")
+
+
 class RunPaths:
     def __init__(self, config: dict):
         self.config = config
         self.root = Path(config["paths"]["results"]) / config["run"]["name"]
+        self._shards: dict[str, dict[str, str]] | None = None
 
     def _p(self, *parts: str) -> str:
         return str(self.root.joinpath(*parts))
@@ -36,28 +41,57 @@ class RunPaths:
     def log(self, name: str) -> str:
         return self._p("logs", f"{name}.log")
 
-    # data
-    def raw_inputs(self, lang: str) -> list[str]:
-        """The crawl shards of one language: built from NTREX for the demo, else found on disk."""
-        source = self.config["data"]["source"]
-        if source["kind"] == "ntrex-demo":
-            return [self.raw_shard(lang)]
-        from euroflow.languages import get
+    # data: per shard (wildcards {lang} and {shard}), then per language, then the run's blend
+    def shards(self, lang: str) -> dict[str, str]:
+        """``{shard id: path}`` of one language's crawl shards (the demo: one NTREX shard, id ``ntrex``)."""
+        if self._shards is None:
+            self._shards = self._list_shards()
+        if lang not in self._shards:
+            raise EuroflowError(f"data.source: no shards listed for language {lang}")
+        return self._shards[lang]
 
-        found = sorted(str(p) for p in (Path(source["shards"]) / get(lang).hplt).glob("*.jsonl.zst"))
-        if not found:
-            raise EuroflowError(
-                f"data.source.shards: no {get(lang).hplt}/*.jsonl.zst under {source['shards']} for language {lang}"
-            )
-        return found
+    def _list_shards(self) -> dict[str, dict[str, str]]:
+        from euroflow.data import manifest
+
+        source = self.config["data"]["source"]
+        langs = self.config["languages"]
+        if source["kind"] == "ntrex-demo":
+            return {lang: {DEMO_SHARD: self.raw_shard(lang)} for lang in langs}
+        if source.get("manifest"):
+            listed = manifest.read_manifest(source["manifest"], source.get("shards"))
+            missing = [lang for lang in langs if not listed.get(lang)]
+            if missing:
+                raise EuroflowError(f"{source['manifest']}: no shards for language {missing[0]} (data.source.manifest)")
+            return listed
+        pattern = source.get("pattern", "*.jsonl.zst")
+        return {lang: manifest.list_language(source["shards"], lang, pattern) for lang in langs}
+
+    def shard_ids(self, lang: str) -> list[str]:
+        return list(self.shards(lang))
+
+    def tokenizer_shards(self, lang: str) -> list[str]:
+        """The prepared shards of ``lang`` the tokenizer's training sample is drawn from."""
+        return self.shard_ids(lang)[: self.config["tokenizer"].get("shards_per_language", 4)]
+
+    def raw_input(self, lang: str, shard: str) -> str:
+        try:
+            return self.shards(lang)[shard]
+        except KeyError:
+            raise EuroflowError(f"no shard {shard!r} for language {lang}") from None
 
     def raw_shard(self, lang: str) -> str:
-        return self._p("data", "raw", f"{lang}.jsonl.zst")
+        """The demo's NTREX-built shard of one language."""
+        return self._p("data", "raw", lang, f"{DEMO_SHARD}.jsonl.zst")
 
-    def clean_shard(self, lang: str) -> str:
-        return self._p("data", "clean", f"{lang}.jsonl.zst")
+    def filtered(self, lang: str, shard: str, ext: str) -> str:
+        """Outputs of preparing one shard: ``jsonl.zst`` (kept documents), ``sig.npz``, ``lengths.npy``, ``report.json``."""
+        return self._p("data", "filtered", lang, f"{shard}.{ext}")
+
+    def dedup_assignment(self, lang: str) -> str:
+        return self._p("data", "dedup", f"{lang}.npz")
 
     def shard_stats(self, lang: str) -> str:
+        """One language's statistics: every filter's and deduplication's counts over its shards."""
         return self._p("data", "stats", f"{lang}.json")
 
     @property
@@ -65,15 +99,24 @@ class RunPaths:
         return self._p("data", "blend")
 
     @property
+    def weights(self) -> str:
+        """Language sampling weights (from the statistics; the tokenizer's sample uses them too)."""
+        return self._p("data", "blend", "weights.json")
+
+    @property
     def blend(self) -> str:
+        """The Megatron blend per split over every tokenized shard, with the language weights."""
         return self._p("data", "blend", "blend.json")
 
     @property
     def tokenized_dir(self) -> str:
         return self._p("data", "tokenized")
 
-    def tokenized_prefix(self, lang: str) -> str:
-        return self._p("data", "tokenized", lang)
+    def tokenized_prefix(self, lang: str, shard: str, split: str) -> str:
+        return self._p("data", "tokenized", lang, f"{shard}.{split}")
+
+    def tokenized_report(self, lang: str, shard: str) -> str:
+        return self._p("data", "tokenized", lang, f"{shard}.json")
 
     # tokenizer
     @property
@@ -144,9 +187,9 @@ def artifact_category(path: str) -> str:
         return "config"
     if name == "train_log.jsonl":
         return "training_log"
-    if within("data", "raw") or within("data", "clean") or name.endswith((".jsonl.zst", ".parquet", ".jsonl")):
-        return "shard"
-    if within("data", "stats"):
+    if within("data", "raw") or within("data", "filtered") or name.endswith((".jsonl.zst", ".parquet", ".jsonl")):
+        return "shard" if not name.endswith((".report.json", ".sig.npz", ".lengths.npy")) else "statistics"
+    if within("data", "stats") or within("data", "dedup"):
         return "statistics"
     if within("data", "blend"):
         return "blend"

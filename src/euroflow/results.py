@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from euroflow.paths import RunPaths
+from euroflow.paths import SPLITS, RunPaths
 
 
 def _size(path: Path) -> int:
@@ -29,11 +29,13 @@ def artifacts(paths: RunPaths) -> list[tuple[str, str]]:
     quant = paths.config["quantization"]
     rows = [
         ("HPLT-style shards", paths.raw_shard("{lang}")),
-        ("clean shards + statistics", paths.clean_shard("{lang}")),
-        ("blend weights", f"{paths.blend_dir}/blend.md"),
+        ("prepared shards + reports", paths.filtered("{lang}", "{shard}", "jsonl.zst")),
+        ("language statistics", paths.shard_stats("{lang}")),
+        ("language weights", f"{paths.blend_dir}/weights.md"),
+        ("Megatron blend per split", f"{paths.blend_dir}/blend.md"),
         ("tokenizer", paths.tokenizer),
         ("tokenizer parity report", paths.parity_report("md")),
-        ("indexed datasets", paths.tokenized_prefix("{lang}") + ".bin"),
+        ("indexed datasets", paths.tokenized_prefix("{lang}", "{shard}", "{split}") + ".bin"),
         ("Megatron checkpoints", paths.checkpoints),
         ("training log", paths.train_log),
         ("loss curve", paths.loss_curve),
@@ -71,10 +73,19 @@ def headline(paths: RunPaths) -> list[str]:
 def show(config: dict) -> int:
     paths = RunPaths(config)
     console = Console(width=max(Console().width, 120))
-    table = Table("artifact", "path ({lang}: one per language)", "size", title=f"euroflow run '{config['run']['name']}'")
+    table = Table(
+        "artifact", "path ({lang}: each language, {shard}: each of its shards)", "size", title=f"euroflow run '{config['run']['name']}'"
+    )
     missing = 0
     for what, where in artifacts(paths):
-        files = [Path(where.format(lang=lang)) for lang in config["languages"]] if "{lang}" in where else [Path(where)]
+        files = [Path(where)]
+        if "{lang}" in where:
+            files = [
+                Path(where.format(lang=lang, shard=shard, split=split))
+                for lang in config["languages"]
+                for shard in (paths.shard_ids(lang) if "{shard}" in where else [None])
+                for split in (SPLITS if "{split}" in where else [None])
+            ]
         present = [p for p in files if p.exists()]
         missing += len(files) - len(present)
         size = _human(sum(_size(p) for p in present)) if present else "missing"

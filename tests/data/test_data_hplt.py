@@ -9,7 +9,6 @@ import pytest
 import zstandard
 
 from euroflow.data import cli
-from euroflow.data.clean import clean_shards
 from euroflow.data.hplt import read_shard, write_shard
 from euroflow.data.ntrex import SYNTHETIC_FIELDS, build_ntrex_shard, ntrex_documents
 from euroflow.errors import EuroflowError
@@ -113,13 +112,13 @@ BAD_KINDS = ["malformed_json", "invalid_utf8", "missing_text", "wrong_type", "tr
 def test_bad_input_one_line_error_and_no_output(tmp_path, kind):
     shard = tmp_path / "shard.jsonl.zst"
     expected = _bad_shard(kind, shard)
-    out, stats = tmp_path / "out" / "clean.jsonl.zst", tmp_path / "out" / "stats.json"
+    out = tmp_path / "out" / "copy.jsonl.zst"
     with pytest.raises(EuroflowError) as err:
-        clean_shards([shard], out, stats, lang="en", min_chars=1)
+        write_shard(out, read_shard(shard))
     message = str(err.value)
     assert "\n" not in message
     assert re.search(expected, message), message
-    assert not out.exists() and not stats.exists()
+    assert not out.exists()
     assert list((tmp_path / "out").iterdir()) == []  # no temporary leftovers either
 
 
@@ -127,13 +126,11 @@ def test_bad_input_one_line_error_and_no_output(tmp_path, kind):
 def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path, kind, capsys):
     shard = tmp_path / "shard.jsonl.zst"
     expected = _bad_shard(kind, shard)
-    out = tmp_path / "clean.jsonl.zst"
-    code = cli.main(["clean", "--input", str(shard), "--out", str(out), "--stats", str(tmp_path / "s.json"), "--lang", "en"])
+    code = cli.main(["check-shard", "--input", str(shard)])
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("euroflow: error: ")
     assert re.search(expected, err[len("euroflow: error: "):].strip())
-    assert not out.exists()
 
 
 def test_truncation_is_detected_at_every_cut_point(tmp_path):

@@ -13,6 +13,8 @@ from euroflow import config as run_config
 from euroflow.data import cli
 from euroflow.data.sampling import (
     compute_blend,
+    compute_weights,
+    per_split_data_args,
     explicit_weights,
     temperature_weights,
     unimax_allocation,
@@ -81,29 +83,49 @@ def _stats(lang, chars, docs=10):
     return {"lang": lang, "chars_out": chars, "docs_out": docs}
 
 
-def test_compute_blend_contract_fields_and_zero_weight_left_out_of_megatron():
-    blend = compute_blend(
+def test_compute_weights_contract_fields_and_epochs():
+    weights = compute_weights(
         [_stats("de", 300), _stats("en", 100), _stats("ka", 0, 0)],
         {"policy": "explicit", "weights": {"de": 1, "en": 1, "ka": 0}},
-        "results/tiny/indexed/",
         ["en", "de", "ka"],
     )
-    assert [e["lang"] for e in blend["languages"]] == ["en", "de", "ka"]
-    assert [e["prefix"] for e in blend["languages"]] == ["results/tiny/indexed/en", "results/tiny/indexed/de", "results/tiny/indexed/ka"]
-    assert sum(e["weight"] for e in blend["languages"]) == pytest.approx(1.0)
-    assert blend["megatron_blend"] == [0.5, "results/tiny/indexed/en", 0.5, "results/tiny/indexed/de"]
+    assert [e["lang"] for e in weights["languages"]] == ["en", "de", "ka"]
+    assert sum(e["weight"] for e in weights["languages"]) == pytest.approx(1.0)
     # budget = corpus (400 chars): en is read 0.5*400/100 = 2 times, de 0.5*400/300
-    epochs = {e["lang"]: e["expected_epochs"] for e in blend["languages"]}
+    epochs = {e["lang"]: e["expected_epochs"] for e in weights["languages"]}
     assert epochs["ka"] is None
     assert epochs["en"] == pytest.approx(2.0) and epochs["de"] == pytest.approx(2 / 3)
 
 
-def test_compute_blend_requires_stats_for_every_language():
+def test_compute_weights_requires_stats_for_every_language():
     with pytest.raises(EuroflowError, match="no statistics for language ka"):
-        compute_blend([_stats("de", 3)], {"policy": "temperature"}, "p", ["de", "ka"])
+        compute_weights([_stats("de", 3)], {"policy": "temperature"}, ["de", "ka"])
 
 
-def test_blend_cli_writes_three_files(tmp_path):
+def _report(prefix, train, valid):
+    return {"tokens": {"train": train, "valid": valid}, "docs": {"train": 1, "valid": 1 if valid else 0},
+            "prefixes": {"train": f"{prefix}.train", "valid": f"{prefix}.valid"}}
+
+
+def test_blend_splits_a_language_weight_over_its_shards_per_split():
+    weights = {"policy": "explicit", "params": {}, "languages": [
+        {"lang": "de", "weight": 0.75}, {"lang": "en", "weight": 0.25}, {"lang": "ka", "weight": 0.0}]}
+    reports = {"de": [_report("de/1", 300, 10), _report("de/2", 100, 0)], "en": [_report("en/1", 50, 5)],
+               "ka": [_report("ka/1", 10, 1)]}
+    blend = compute_blend(weights, reports, training_tokens=1000)
+    assert blend["megatron_blend_per_split"]["train"] == [0.5625, "de/1.train", 0.1875, "de/2.train", 0.25, "en/1.train"]
+    # the empty valid dataset of de/2 is left out, so de/1 carries all of de's valid weight
+    assert blend["megatron_blend_per_split"]["valid"] == [0.75, "de/1.valid", 0.25, "en/1.valid"]
+    assert blend["megatron_blend"] == blend["megatron_blend_per_split"]["train"]
+    de = blend["languages"][0]
+    assert (de["tokens_train"], de["tokens_valid"], de["expected_tokens"]) == (400, 10, 750)
+    assert de["expected_epochs"] == pytest.approx(750 / 400)
+    assert per_split_data_args(blend)["valid"] == ["0.75", "de/1.valid", "0.25", "en/1.valid"]
+    with pytest.raises(EuroflowError, match="no tokenized shards for language ka"):
+        compute_blend(weights, {**reports, "ka": []}, 1000)
+
+
+def test_weights_cli_writes_json_and_table(tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     cfg["languages"] = ["de", "en", "ka"]
     cfg["sampling"] = {"policy": "unimax", "unimax_max_epochs": 1, "budget_chars": 900}
@@ -113,21 +135,17 @@ def test_blend_cli_writes_three_files(tmp_path):
     for lang, chars in (("de", 1000), ("en", 200), ("ka", 500)):
         stats.append(tmp_path / f"{lang}.json")
         stats[-1].write_text(json.dumps(_stats(lang, chars)))
-    out = tmp_path / "blend"
-    assert cli.main(["blend", "--config", str(cfg_path), "--stats", *map(str, stats), "--prefix-dir", "idx", "--out-dir", str(out)]) == 0
-    blend = json.loads((out / "blend.json").read_text())
+    out = tmp_path / "blend" / "weights.json"
+    assert cli.main(["weights", "--config", str(cfg_path), "--stats", *map(str, stats), "--out", str(out)]) == 0
+    weights = json.loads(out.read_text())
     # en: min(300, 200) = 200; ka: min(700/2 = 350, 500) = 350; de: 350
-    assert {e["lang"]: e["weight"] for e in blend["languages"]} == pytest.approx({"de": 350 / 900, "en": 200 / 900, "ka": 350 / 900})
-    assert blend["policy"] == "unimax" and blend["params"]["max_epochs"] == 1
-    args = (out / "data_args.txt").read_text().split()
-    assert args[1::2] == ["idx/de", "idx/en", "idx/ka"]
-    assert [float(x) for x in args[0::2]] == pytest.approx([350 / 900, 200 / 900, 350 / 900])
-    assert [float(x) for x in args[0::2]] == blend["megatron_blend"][0::2]
-    md = (out / "blend.md").read_text()
+    assert {e["lang"]: e["weight"] for e in weights["languages"]} == pytest.approx({"de": 350 / 900, "en": 200 / 900, "ka": 350 / 900})
+    assert weights["policy"] == "unimax" and weights["params"]["max_epochs"] == 1
+    md = (out.parent / "weights.md").read_text()
     assert "| en | 10 | 200 |" in md and "unimax" in md
 
 
-def test_blend_cli_rejects_negative_explicit_weight(tmp_path, capsys):
+def test_weights_cli_rejects_negative_explicit_weight(tmp_path, capsys):
     cfg = yaml.safe_load(TINY.read_text())
     cfg["languages"] = ["de", "en"]
     cfg["sampling"] = {"policy": "explicit", "weights": {"de": -1, "en": 1}}
@@ -135,6 +153,6 @@ def test_blend_cli_rejects_negative_explicit_weight(tmp_path, capsys):
     cfg_path.write_text(yaml.safe_dump(cfg))
     stats = tmp_path / "de.json"
     stats.write_text(json.dumps(_stats("de", 10)))
-    assert cli.main(["blend", "--config", str(cfg_path), "--stats", str(stats), "--prefix-dir", "i", "--out-dir", str(tmp_path / "o")]) == 1
+    assert cli.main(["weights", "--config", str(cfg_path), "--stats", str(stats), "--out", str(tmp_path / "o" / "w.json")]) == 1
     assert "sampling.weights.de" in capsys.readouterr().err
-    assert not (tmp_path / "o" / "blend.json").exists()
+    assert not (tmp_path / "o" / "w.json").exists()

@@ -126,7 +126,7 @@ def _blend(root: str) -> dict:
     languages = [
         {
             "lang": lang,
-            "prefix": f"{root}/data/tokenized/{lang}",
+            "prefix": f"{root}/data/tokenized/{lang}/ntrex.train",
             "weight": WEIGHTS[lang],
             "chars": STATS[lang][4],
             "docs": STATS[lang][1],
@@ -183,8 +183,8 @@ def record_demo_run(work: Path, *, run_id: str = RUN_ID, config: dict | None = C
         _write(base / "data" / "raw" / f"{lang}.jsonl.zst", f"raw shard {lang}\n".encode() * 20)
         _write(base / "data" / "clean" / f"{lang}.jsonl.zst", f"clean shard {lang}\n".encode() * 15)
         _json(base / "data" / "stats" / f"{lang}.json", _stats(lang, root))
-        _write(base / "data" / "tokenized" / f"{lang}.bin", b"\x05\x00" * TOKENS[lang])
-        _write(base / "data" / "tokenized" / f"{lang}.idx", b"MMIDIDX\x00\x00" + bytes(40))
+        _write(base / "data" / "tokenized" / lang / "ntrex.train.bin", b"\x05\x00" * TOKENS[lang])
+        _write(base / "data" / "tokenized" / lang / "ntrex.train.idx", b"MMIDIDX\x00\x00" + bytes(40))
     _json(base / "data" / "blend" / "blend.json", _blend(root))
     _json(base / "tokenizer" / "tokenizer_meta.json", {"type": "sentencepiece-bpe", "vocab_size": 1000, "bos_id": 1, "eos_id": 2})
     _write(base / "tokenizer" / "tokenizer.model", b"sentencepiece model bytes")
@@ -240,8 +240,8 @@ def record_demo_run(work: Path, *, run_id: str = RUN_ID, config: dict | None = C
         job("tokenizer_parity", "tokenizer_parity", ["tokenizer"], ["reports/tokenizer_parity.json"])
         for lang in LANGS:
             job(f"tokenize/{lang}", "tokenize_language", [f"data/clean/{lang}.jsonl.zst", "tokenizer"],
-                [f"data/tokenized/{lang}.bin", f"data/tokenized/{lang}.idx"], wildcards={"lang": lang})
-        job("pretrain", "pretrain", ["data/blend/blend.json", "tokenizer"] + [f"data/tokenized/{lang}.bin" for lang in LANGS],
+                [f"data/tokenized/{lang}/ntrex.train.bin", f"data/tokenized/{lang}/ntrex.train.idx"], wildcards={"lang": lang})
+        job("pretrain", "pretrain", ["data/blend/blend.json", "tokenizer"] + [f"data/tokenized/{lang}/ntrex.train.bin" for lang in LANGS],
             ["train/checkpoints", "train/train_log.jsonl"], duration=PRETRAIN_MINUTES, threads=4)
         job("export_hf", "export_hf", ["train/checkpoints", "tokenizer"], ["hf"])
         job("evaluation_report", "evaluation_report", ["hf"], ["eval/report.json"])

@@ -25,7 +25,7 @@ def test_profile_agrees_with_site(name):
 def test_profile_scales_runtime_and_memory_with_the_attempt(name):
     profile = profiles.load(name)
     assert profile["retries"] >= 1
-    first, last = (profiles.rule_resources(profile, "clean_shard", a) for a in (1, profiles.attempts(profile)))
+    first, last = (profiles.rule_resources(profile, "prepare_shard", a) for a in (1, profiles.attempts(profile)))
     assert last["runtime"] == first["runtime"] * profiles.attempts(profile)
     assert last["mem_mb"] == first["mem_mb"] * profiles.attempts(profile)
 

@@ -69,9 +69,9 @@ def test_site_check_prints_every_rule(name, capsys, monkeypatch):
     assert main(["site", "check", name, "--config", str(EU_1B)]) == 0
     out = capsys.readouterr().out
     assert "planned with one shard per language" in out  # eu-1b's HPLT shards are not on this machine
-    for rule in ("clean_shard", "train_tokenizer", "tokenize_language", "bits_per_byte", "gguf"):
+    for rule in ("prepare_shard", "train_tokenizer", "tokenize_shard", "bits_per_byte", "gguf"):
         assert f"## {rule} (" in out
-    assert "## clean_shard (35 jobs)" in out
+    assert "## prepare_shard (35 jobs)" in out
     assert f"-A {_account(name)[sites.load(name)['account']['variable']]}" in out
     assert "#SBATCH --nodes=4" in out
 

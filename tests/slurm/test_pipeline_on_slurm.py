@@ -44,7 +44,7 @@ def test_every_job_ran_under_slurm_and_is_recorded(slurm_run):
     site, profile = db.execute("select site, profile from runs").fetchone()
     assert site == "slurm-ci" and profile.endswith("profiles/slurm-ci")
     jobs = db.execute("select id, rule from jobs where status = 'success' and rule != 'all'").fetchall()  # all: a target, runs nothing
-    assert {rule for _, rule in jobs} >= {"demo_shard", "clean_shard", "blend", "train_tokenizer", "tokenize_language",
+    assert {rule for _, rule in jobs} >= {"demo_shard", "prepare_shard", "blend", "train_tokenizer", "tokenize_shard",
                                           "pretrain", "export_hf", "bits_per_byte", "gguf", "quantization_quality"}
     slurm = {job_id: rows for job_id, rows in _by_job(db)}
     missing = [rule for job_id, rule in jobs if job_id not in slurm]

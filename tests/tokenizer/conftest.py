@@ -22,10 +22,11 @@ def run_config(data_root) -> dict:
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, run_config, data_root) -> dict:
-    """Clean shards, blend and the trained tokenizer of the tiny run (vocab 8000, 4M characters)."""
-    from euroflow.data.clean import clean_with_config
+    """Prepared shards, language weights and the trained tokenizer of the tiny run (vocab 8000, 4M characters)."""
     from euroflow.data.ntrex import build_ntrex_shard
-    from euroflow.data.sampling import write_blend
+    from euroflow.data.prepare import prepare_shard
+    from euroflow.data.sampling import write_weights
+    from euroflow.data.statistics import deduplicate_language
     from euroflow.tokenizer.train import train_tokenizer
 
     work = tmp_path_factory.mktemp("pipeline")
@@ -33,8 +34,11 @@ def pipeline(tmp_path_factory, run_config, data_root) -> dict:
     for lang in run_config["languages"]:
         build_ntrex_shard(data_root, lang, work / "raw" / f"{lang}.jsonl.zst")
         clean[lang] = work / "clean" / f"{lang}.jsonl.zst"
+        report = work / "clean" / f"{lang}.report.json"
+        prepare_shard(work / "raw" / f"{lang}.jsonl.zst", lang, clean[lang], work / "clean" / f"{lang}.sig.npz",
+                      work / "clean" / f"{lang}.lengths.npy", report, run_config["data"])
         stats.append(work / "stats" / f"{lang}.json")
-        clean_with_config([work / "raw" / f"{lang}.jsonl.zst"], clean[lang], stats[-1], run_config, lang=lang)
-    write_blend(stats, run_config["sampling"], str(work / "indexed"), work / "blend", run_config["languages"])
-    summary = train_tokenizer(run_config, clean, work / "blend" / "blend.json", work / "tokenizer")
-    return {"work": work, "clean": clean, "blend": work / "blend" / "blend.json", "tokenizer": work / "tokenizer", "summary": summary}
+        deduplicate_language([report], lang, work / "dedup" / f"{lang}.npz", stats[-1], run_config["data"])
+    write_weights(stats, run_config["sampling"], work / "blend" / "weights.json", run_config["languages"])
+    summary = train_tokenizer(run_config, clean, work / "blend" / "weights.json", work / "tokenizer")
+    return {"work": work, "clean": clean, "blend": work / "blend" / "weights.json", "tokenizer": work / "tokenizer", "summary": summary}

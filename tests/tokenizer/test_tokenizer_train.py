@@ -124,7 +124,7 @@ def test_from_texts_small_vocab_and_bad_vocab(tmp_path):
 
 
 def test_cli_chain_on_two_languages(tmp_path, data_root, capsys):
-    """ntrex-shard -> clean -> blend -> tokenizer train (languages read from the shards) -> parity."""
+    """ntrex-shard -> prepare -> dedup -> weights -> tokenizer train -> parity."""
     import yaml
 
     from euroflow.data import cli as data_cli
@@ -138,11 +138,14 @@ def test_cli_chain_on_two_languages(tmp_path, data_root, capsys):
     shards, stats = [], []
     for lang in ("de", "ka"):
         assert data_cli.main(["ntrex-shard", "--config", str(config), "--lang", lang, "--out", str(tmp_path / f"{lang}.raw.jsonl.zst")]) == 0
-        shards.append(str(tmp_path / f"{lang}.jsonl.zst"))
+        shards.append(f"{lang}={tmp_path / f'{lang}.jsonl.zst'}")
         stats.append(str(tmp_path / f"{lang}.json"))
-        assert data_cli.main(["clean", "--input", str(tmp_path / f"{lang}.raw.jsonl.zst"), "--out", shards[-1],
-                              "--stats", stats[-1], "--config", str(config)]) == 0
-    assert data_cli.main(["blend", "--config", str(config), "--stats", *stats, "--prefix-dir", "idx", "--out-dir", str(tmp_path)]) == 0
+        prepared = [str(tmp_path / f"{lang}.{ext}") for ext in ("jsonl.zst", "sig.npz", "lengths.npy", "report.json")]
+        assert data_cli.main(["prepare", "--config", str(config), "--lang", lang, "--input", str(tmp_path / f"{lang}.raw.jsonl.zst"),
+                              "--out", prepared[0], "--signatures", prepared[1], "--lengths", prepared[2], "--report", prepared[3]]) == 0
+        assert data_cli.main(["dedup", "--config", str(config), "--lang", lang, "--reports", prepared[3],
+                              "--out", str(tmp_path / f"{lang}.npz"), "--stats", stats[-1]]) == 0
+    assert data_cli.main(["weights", "--config", str(config), "--stats", *stats, "--out", str(tmp_path / "blend.json")]) == 0
     out = tmp_path / "tok"
     assert cli.main(["train", "--config", str(config), "--shards", *shards, "--blend", str(tmp_path / "blend.json"), "--out", str(out)]) == 0
     sample = json.loads((out / "training_sample.json").read_text())
@@ -154,7 +157,7 @@ def test_cli_chain_on_two_languages(tmp_path, data_root, capsys):
     assert set(json.loads((tmp_path / "p.json").read_text())["languages"]) == {"de", "ka"}
     capsys.readouterr()
     # a shard whose language is not in the blend is refused, and nothing is written
-    en = tmp_path / "en.jsonl.zst"
+    en = tmp_path / "en.jsonl.zst"  # an HPLT-style shard: its language is read from its documents
     assert data_cli.main(["ntrex-shard", "--data-root", str(data_root), "--lang", "en", "--out", str(en)]) == 0
     bad = tmp_path / "tok-bad"
     assert cli.main(["train", "--config", str(config), "--shards", *shards, str(en), "--blend", str(tmp_path / "blend.json"), "--out", str(bad)]) == 1

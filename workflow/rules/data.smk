@@ -1,4 +1,6 @@
-# Data preparation: HPLT-style shards -> clean shards + statistics -> language blend -> indexed datasets.
+# Data preparation, one job per crawl shard where it can be: prepare (filter, normalize, sign) each shard ->
+# deduplicate each language across its shards -> language weights -> tokenize each shard -> blend.
+# Shards come from the run's manifest (paths.shards), never from globbing in a rule.
 # Rule bodies call `euroflow data ...` (src/euroflow/data/cli.py).
 
 
@@ -13,66 +15,47 @@ rule demo_shard:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data ntrex-shard --data-root {params.data_root} --lang {wildcards.lang}"
-        " --out {output} > {log} 2>&1"
+        "euroflow data ntrex-shard --data-root {params.data_root} --lang {wildcards.lang} --out {output} > {log} 2>&1"
 
 
-rule clean_shard:
-    """Unicode NFC, HPLT filter == keep, length filter, exact dedup; per-language statistics."""
+rule prepare_shard:
+    """Filters (HPLT label, doc score, language, lang-ID agreement, length), control characters, NFC; signatures."""
     input:
-        lambda wildcards: paths.raw_inputs(wildcards.lang),
+        lambda wildcards: paths.raw_input(wildcards.lang, wildcards.shard),
     output:
-        shard=paths.clean_shard("{lang}"),
-        stats=paths.shard_stats("{lang}"),
+        shard=paths.filtered("{lang}", "{shard}", "jsonl.zst"),
+        signatures=paths.filtered("{lang}", "{shard}", "sig.npz"),
+        lengths=paths.filtered("{lang}", "{shard}", "lengths.npy"),
+        report=paths.filtered("{lang}", "{shard}", "report.json"),
     log:
-        paths.log("clean_shard/{lang}"),
+        paths.log("prepare_shard/{lang}/{shard}"),
     params:
         config=paths.resolved_config,
         filters={k: v for k, v in config["data"].items() if k != "source"},
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data clean --config {params.config} --lang {wildcards.lang} --input {input}"
-        " --out {output.shard}"
-        " --stats {output.stats} > {log} 2>&1"
+        "euroflow data prepare --config {params.config} --lang {wildcards.lang} --input {input}"
+        " --out {output.shard} --signatures {output.signatures} --lengths {output.lengths}"
+        " --report {output.report} > {log} 2>&1"
 
 
-rule blend:
-    """Turn per-language sizes into sampling weights (temperature, UniMax or explicit)."""
+rule dedup_language:
+    """Exact and MinHash LSH near-duplicates across one language's shards; train/valid split; statistics."""
     input:
-        expand(paths.shard_stats("{lang}"), lang=LANGS),
+        reports=lambda wildcards: [paths.filtered(wildcards.lang, s, "report.json") for s in paths.shard_ids(wildcards.lang)],
+        signatures=lambda wildcards: [paths.filtered(wildcards.lang, s, "sig.npz") for s in paths.shard_ids(wildcards.lang)],
+        lengths=lambda wildcards: [paths.filtered(wildcards.lang, s, "lengths.npy") for s in paths.shard_ids(wildcards.lang)],
     output:
-        json=paths.blend,
-        table=f"{paths.blend_dir}/blend.md",
-        data_args=f"{paths.blend_dir}/data_args.txt",
+        assignment=paths.dedup_assignment("{lang}"),
+        stats=paths.shard_stats("{lang}"),
     log:
-        paths.log("blend"),
+        paths.log("dedup_language/{lang}"),
     params:
         config=paths.resolved_config,
-        sampling=config["sampling"],
-        prefix_dir=paths.tokenized_dir,
-        out_dir=lambda wildcards, output: Path(output.json).parent,
+        filters={k: v for k, v in config["data"].items() if k != "source"},
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data blend --config {params.config} --stats {input} --prefix-dir {params.prefix_dir}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
-
-
-rule tokenize_language:
-    """Tokenize a clean shard into a Megatron-Core indexed dataset (.bin/.idx), EOD appended."""
-    input:
-        shard=paths.clean_shard("{lang}"),
-        tokenizer=paths.tokenizer,
-    output:
-        multiext(paths.tokenized_prefix("{lang}"), ".bin", ".idx"),
-    log:
-        paths.log("tokenize/{lang}"),
-    params:
-        prefix=paths.tokenized_prefix("{lang}"),
-    threads: 1
-    conda:
-        "../../envs/euroflow.yaml"
-    shell:
-        "euroflow data tokenize --input {input.shard} --tokenizer {input.tokenizer}"
-        " --out-prefix {params.prefix} --threads {threads} > {log} 2>&1"
+        "euroflow data dedup --config {params.config} --lang {wildcards.lang} --reports {input.reports}"
+        " --out {output.assignment} --stats {output.stats} > {log} 2>&1"

@@ -3,10 +3,11 @@
 
 
 rule train_tokenizer:
-    """Train on text sampled with the blend's language weights, so small languages are not starved."""
+    """Train on text sampled with the language weights, so small languages are not starved; reads the
+    first `tokenizer.shards_per_language` prepared shards of each language."""
     input:
-        shards=expand(paths.clean_shard("{lang}"), lang=LANGS),
-        blend=paths.blend,
+        shards=[paths.filtered(lang, s, "jsonl.zst") for lang in LANGS for s in paths.tokenizer_shards(lang)],
+        weights=paths.weights,
     output:
         directory(paths.tokenizer),
     log:
@@ -14,12 +15,13 @@ rule train_tokenizer:
     params:
         config=paths.resolved_config,
         tokenizer=config["tokenizer"],
+        shards=lambda wildcards: [f"{lang}={paths.filtered(lang, s, 'jsonl.zst')}" for lang in LANGS for s in paths.tokenizer_shards(lang)],
         seed=config["run"]["seed"],
     threads: 2
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow tokenizer train --config {params.config} --shards {input.shards} --blend {input.blend}"
+        "euroflow tokenizer train --config {params.config} --shards {params.shards} --blend {input.weights}"
         " --out {output} > {log} 2>&1"
 
 

@@ -8,7 +8,6 @@ rule pretrain:
     requeued at the walltime); the profile's resources for this rule size that job."""
     localrule: True
     input:
-        data=expand(paths.tokenized_prefix("{lang}") + ".bin", lang=LANGS),
         blend=paths.blend,
         tokenizer=paths.tokenizer,
     output:

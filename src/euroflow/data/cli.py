@@ -1,4 +1,4 @@
-"""``euroflow data``: shards, cleaning, sampling blend, tokenization. Every input and output is explicit."""
+"""``euroflow data``: shards, filtering, deduplication, sampling weights, tokenization, blend. Every input and output is explicit."""
 
 from __future__ import annotations
 
@@ -28,31 +28,67 @@ def _ntrex_shard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clean(args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace) -> int:
     from euroflow import config
-    from euroflow.data.clean import clean_shards
+    from euroflow.data.prepare import prepare_shard
 
-    params = {"min_chars": 200, "max_chars": 1_000_000, "keep_filter_values": ["keep"], "dedup": "exact"}
-    if args.config:
-        data = config.load(args.config)["data"]
-        params = {key: data[key] for key in params}
-    for key in params:
-        if getattr(args, key) is not None:
-            params[key] = getattr(args, key)
-    stats = clean_shards(args.input, args.out, args.stats, lang=args.lang, **params)
-    removed = ", ".join(f"{k} {v}" for k, v in stats["removed"].items())
-    print(f"{args.out}: {stats['lang']}: {stats['docs_out']}/{stats['docs_in']} documents kept (removed: {removed})")
+    data = config.load(args.config)["data"]
+    report = prepare_shard(args.input, args.lang, args.out, args.signatures, args.lengths, args.report, data)
+    removed = ", ".join(f"{k} {v}" for k, v in report["removed"].items() if v)
+    print(
+        f"{args.out}: {args.lang}: {report['docs_out']}/{report['docs_in']} documents kept"
+        f" (removed: {removed or 'none'}; bad lines: {report['bad_lines']})"
+    )
+    return 0
+
+
+def _dedup(args: argparse.Namespace) -> int:
+    from euroflow import config
+    from euroflow.data.statistics import deduplicate_language
+    from euroflow.paths import RunPaths
+
+    cfg = config.load(args.config)
+    lang_dir = Path(RunPaths(cfg).filtered(args.lang, "shard", "report.json")).parent
+    stats = deduplicate_language(args.reports, args.lang, args.out, args.stats, cfg["data"], lang_dir=lang_dir)
+    d = stats["dedup"]
+    print(
+        f"{args.stats}: {args.lang}: {stats['docs_out']}/{stats['docs_in']} documents kept; duplicates: "
+        f"exact {d['exact_duplicates']} ({d['exact_fraction']:.2%}), near {d['near_duplicates']} ({d['near_fraction']:.2%})"
+    )
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from euroflow import config
+    from euroflow.data.sampling import write_weights
+
+    cfg = config.load(args.config)
+    weights = write_weights(args.stats, cfg["sampling"], args.out, langs=cfg["languages"])
+    shown = ", ".join(f"{e['lang']} {e['weight']:.3f}" for e in weights["languages"])
+    print(f"{args.out}: {weights['policy']}: {shown}")
     return 0
 
 
 def _blend(args: argparse.Namespace) -> int:
     from euroflow import config
     from euroflow.data.sampling import write_blend
+    from euroflow.paths import RunPaths
 
     cfg = config.load(args.config)
-    blend = write_blend(args.stats, cfg["sampling"], args.prefix_dir, args.out_dir, langs=cfg["languages"])
-    weights = ", ".join(f"{e['lang']} {e['weight']:.3f}" for e in blend["languages"])
-    print(f"{args.out_dir}/blend.json: {blend['policy']}: {weights}")
+    paths = RunPaths(cfg)
+    reports = {lang: [paths.tokenized_report(lang, s) for s in paths.shard_ids(lang)] for lang in cfg["languages"]}
+    blend = write_blend(args.weights, reports, args.out_dir, config.training_tokens(cfg))
+    sizes = {split: len(blend["megatron_blend_per_split"][split]) // 2 for split in ("train", "valid")}
+    print(f"{args.out_dir}/blend.json: {blend['policy']}: {sizes['train']} train and {sizes['valid']} valid datasets")
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from euroflow import languages
+    from euroflow.data.manifest import write_manifest
+
+    count = write_manifest(args.shards, languages.resolve(args.languages), args.out, args.pattern)
+    print(f"{args.out}: {count} shards")
     return 0
 
 
@@ -63,19 +99,44 @@ def _tokenize(args: argparse.Namespace) -> int:
         raise EuroflowError(
             f"tokenize: {len(args.input)} --input shards but {len(args.out_prefix)} --out-prefix; give one prefix per shard"
         )
+    if args.valid_prefix and len(args.valid_prefix) != len(args.input):
+        raise EuroflowError(
+            f"tokenize: {len(args.input)} --input shards but {len(args.valid_prefix)} --valid-prefix; give one per shard"
+        )
+    assignment = None
+    if args.assignment:
+        import numpy as np
+
+        if len(args.input) != 1:
+            raise EuroflowError("tokenize: --assignment goes with exactly one --input shard")
+        if args.assignment.endswith(".npz"):  # a language's assignment file: this shard's part of it
+            from euroflow.data.dedup import read_assignment
+
+            if not args.shard_id:
+                raise EuroflowError(f"tokenize: {args.assignment} holds every shard of a language; pass --shard-id")
+            assignment = read_assignment(args.assignment, args.shard_id)
+        else:
+            try:
+                assignment = np.load(args.assignment, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise EuroflowError(f"{args.assignment}: cannot read the dedup assignment (.npy): {exc}") from None
     results = []
-    for shard, prefix in zip(args.input, args.out_prefix):
-        result = tokenize_shard(shard, args.tokenizer, prefix, threads=args.threads)
+    for i, (shard, prefix) in enumerate(zip(args.input, args.out_prefix)):
+        prefixes = {"train": prefix, **({"valid": args.valid_prefix[i]} if args.valid_prefix else {})}
+        result = tokenize_shard(shard, args.tokenizer, prefixes, assignment=assignment, threads=args.threads)
         results.append(result)
+        for split, split_prefix in result["prefixes"].items():
+            print(f"{split_prefix}.bin: {result['docs'][split]} documents, {result['tokens'][split]:,} tokens")
         print(
-            f"{prefix}.bin: {result['docs']} documents, {result['tokens']:,} tokens "
-            f"({result['tokens_per_s']:,.0f} tokens/s)"
+            f"{shard}: {result['dropped']} documents dropped; {result['tokens']['total']:,} tokens "
+            f"({result['tokens_per_s']:,.0f} tokens/s, {result['backend']})"
         )
     if args.report:
         from euroflow.atomic import atomic_path
 
         with atomic_path(args.report) as tmp:
-            tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            report = results[0] if len(results) == 1 else results
+            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
@@ -98,31 +159,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output shard (.jsonl.zst)")
     p.set_defaults(func=_ntrex_shard)
 
-    p = sub.add_parser("clean", help="NFC, HPLT filter, length filter, exact dedup: shards of one language -> one clean shard")
-    p.add_argument("--input", nargs="+", required=True, help="input shards (.jsonl.zst) of one language")
-    p.add_argument("--out", required=True, help="clean shard (.jsonl.zst)")
-    p.add_argument("--stats", required=True, help="statistics JSON")
-    p.add_argument("--config", help="run config: data.min_chars, max_chars, keep_filter_values, dedup")
-    p.add_argument("--lang", help="language key (default: from the documents' HPLT 'lang' field)")
-    p.add_argument("--min-chars", dest="min_chars", type=int)
-    p.add_argument("--max-chars", dest="max_chars", type=int)
-    p.add_argument("--keep-filter", dest="keep_filter_values", nargs="+", help="HPLT 'filter' values to keep")
-    p.add_argument("--dedup", choices=["exact", "none"])
-    p.set_defaults(func=_clean)
+    p = sub.add_parser("prepare", help="filter, normalize and sign one crawl shard (.jsonl.zst, .jsonl or .parquet)")
+    p.add_argument("--config", required=True, help="run config (its data section: filters, dedup, bad-line limit)")
+    p.add_argument("--lang", required=True, help="the shard's language key, e.g. de, sr-Latn")
+    p.add_argument("--input", required=True, help="crawl shard")
+    p.add_argument("--out", required=True, help="kept documents (.jsonl.zst)")
+    p.add_argument("--signatures", required=True, help="deduplication signatures (.npz)")
+    p.add_argument("--lengths", required=True, help="characters and bytes of each kept document (.npy)")
+    p.add_argument("--report", required=True, help="counts of every filter, bad lines (JSON)")
+    p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("blend", help="sampling weights per language -> blend.json, blend.md, data_args.txt")
+    p = sub.add_parser("dedup", help="exact + MinHash near-duplicates across one language's prepared shards")
+    p.add_argument("--config", required=True, help="run config (data.dedup, near_dedup, valid_fraction)")
+    p.add_argument("--lang", required=True)
+    p.add_argument("--reports", nargs="+", required=True, help="the shards' reports, in manifest order")
+    p.add_argument("--out", required=True, help="assignment file (.npz): train/valid/duplicate per document")
+    p.add_argument("--stats", required=True, help="the language's statistics (JSON)")
+    p.set_defaults(func=_dedup)
+
+    p = sub.add_parser("weights", help="sampling weights per language -> weights.json, weights.md")
     p.add_argument("--config", required=True, help="run config (languages, sampling)")
-    p.add_argument("--stats", nargs="+", required=True, help="statistics JSON of each language (from clean)")
-    p.add_argument("--prefix-dir", required=True, help="directory of the indexed datasets; prefix = <dir>/<lang>")
-    p.add_argument("--out-dir", required=True, help="where blend.json, blend.md, data_args.txt go")
+    p.add_argument("--stats", nargs="+", required=True, help="statistics JSON of each language (from dedup)")
+    p.add_argument("--out", required=True, help="weights.json (weights.md is written beside it)")
+    p.set_defaults(func=_weights)
+
+    p = sub.add_parser("blend", help="Megatron blend per split over every tokenized shard -> blend.json, blend.md, per_split_data_args.json")
+    p.add_argument("--config", required=True, help="run config (its shard manifest, training budget)")
+    p.add_argument("--weights", required=True, help="weights.json")
+    p.add_argument("--out-dir", required=True)
     p.set_defaults(func=_blend)
 
-    p = sub.add_parser("tokenize", help="clean shard(s) -> Megatron indexed dataset(s) <prefix>.bin/.idx")
-    p.add_argument("--input", nargs="+", required=True, help="clean shard(s)")
+    p = sub.add_parser("manifest", help="list a directory of HPLT-style shards once into a shard manifest")
+    p.add_argument("--shards", required=True, help="directory holding <hplt code>/<shards>")
+    p.add_argument("--languages", nargs="+", default=["all"], help="language keys (default: all)")
+    p.add_argument("--pattern", default="*.jsonl.zst", help="shard files under each language directory")
+    p.add_argument("--out", required=True, help="manifest (.tsv)")
+    p.set_defaults(func=_manifest)
+
+    p = sub.add_parser("tokenize", help="shard(s) -> Megatron indexed dataset(s) <prefix>.bin/.idx per split")
+    p.add_argument("--input", nargs="+", required=True, help="shard(s) (.jsonl.zst)")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory")
-    p.add_argument("--out-prefix", nargs="+", required=True, help="output prefix per input, e.g. results/x/indexed/de")
-    p.add_argument("--threads", type=int, help="SentencePiece encoding threads (default: all cores)")
-    p.add_argument("--report", help="optional JSON with counts and throughput")
+    p.add_argument("--out-prefix", nargs="+", required=True, help="train output prefix per input, e.g. results/x/tokenized/de/0001.train")
+    p.add_argument("--valid-prefix", nargs="+", help="valid output prefix per input (documents the assignment puts in valid)")
+    p.add_argument("--assignment", help="dedup assignment: .npy (int8, one code per document: 0 train, 1 valid, 2+ dropped) or a language's .npz with --shard-id; one input only")
+    p.add_argument("--shard-id", help="with an .npz --assignment (a language's): the shard's id in it")
+    p.add_argument("--threads", type=int, help="encoding threads (default: all cores)")
+    p.add_argument("--report", help="optional JSON with counts and throughput (one object; a list for several inputs)")
     p.set_defaults(func=_tokenize)
 
     p = sub.add_parser("check-shard", help="read shard(s) completely, reporting the first bad line")

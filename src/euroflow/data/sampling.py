@@ -1,6 +1,12 @@
-"""Language sampling weights for the training blend, measured in characters.
+"""Language sampling weights (measured in characters) and the Megatron blend per split (in tokens).
 
-Policies (``n_l`` = characters of language ``l`` after cleaning):
+Two steps, because the tokenizer's training sample needs the weights before any shard is tokenized:
+:func:`write_weights` (``weights.json`` + ``weights.md``) from the languages' statistics, then
+:func:`write_blend` (``blend.json``, ``blend.md``, ``per_split_data_args.json``) from the weights and the
+tokenized shards' reports: every shard's train and valid dataset, weighted by its language's weight times
+its share of the language's tokens, with a table of tokens, expected tokens and epochs per language.
+
+Policies (``n_l`` = characters of language ``l`` after filtering and deduplication):
 
 - ``temperature``: ``p_l ∝ n_l ** alpha`` (alpha = 1: proportional; alpha -> 0: uniform).
 - ``unimax`` (Chung et al. 2023, "UniMax: Fairer and more effective language sampling for large-scale
@@ -10,7 +16,8 @@ Policies (``n_l`` = characters of language ``l`` after cleaning):
 - ``explicit``: given non-negative weights, normalized to sum 1.
 
 ``expected_epochs`` of a language = ``p_l * budget / n_l``: how many times its data is seen when training
-reads ``budget`` characters (``sampling.budget_chars``, default the whole cleaned corpus).
+reads ``budget`` characters (``sampling.budget_chars``, default the whole corpus); the blend gives the
+same in tokens for the run's training budget (steps x global batch x sequence length).
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from euroflow.atomic import atomic_path
-from euroflow.data.clean import read_stats
+from euroflow.data.statistics import read_stats
 from euroflow.errors import EuroflowError
 from euroflow.jsonfile import read_json
+from euroflow.paths import SPLITS
 
 
 def _check_sizes(sizes: Mapping[str, int]) -> None:
@@ -85,16 +93,14 @@ def explicit_weights(weights: Mapping[str, float], langs: Iterable[str]) -> dict
     return _normalize({lang: float(weights[lang]) for lang in langs})
 
 
-def compute_blend(
+def compute_weights(
     stats: Iterable[Mapping[str, Any]],
     sampling: Mapping[str, Any],
-    prefix_dir: str,
     langs: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """The blend (``blend.json`` content) from per-language cleaning statistics and the ``sampling`` section.
+    """The language weights (``weights.json`` content) from per-language statistics and the ``sampling`` section.
 
     ``langs`` fixes the order and the set of languages (each needs statistics); default: the stats' order.
-    Languages with weight 0 stay in ``languages`` but are left out of ``megatron_blend``.
     """
     by_lang: dict[str, Mapping[str, Any]] = {}
     for item in stats:
@@ -127,14 +133,12 @@ def compute_blend(
     else:
         raise EuroflowError(f"sampling.policy: unknown policy {policy!r} (temperature, unimax or explicit)")
     params.update({"size_unit": "chars", "budget_chars": int(budget), "corpus_chars": corpus_chars})
-    prefix_dir = str(prefix_dir).rstrip("/") or "/"
     entries = []
     for lang in order:
         n = sizes[lang]
         entries.append(
             {
                 "lang": lang,
-                "prefix": f"{prefix_dir}/{lang}",
                 "weight": weights[lang],
                 "chars": n,
                 "docs": int(by_lang[lang]["docs_out"]),
@@ -142,25 +146,21 @@ def compute_blend(
                 "expected_epochs": weights[lang] * budget / n if n > 0 else None,
             }
         )
-    megatron_blend: list[Any] = []
-    for entry in entries:
-        if entry["weight"] > 0:
-            megatron_blend += [entry["weight"], entry["prefix"]]
-    return {"policy": policy, "params": params, "languages": entries, "megatron_blend": megatron_blend}
+    return {"policy": policy, "params": params, "languages": entries}
 
 
-def blend_markdown(blend: Mapping[str, Any]) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in blend["params"].items() if k != "weights")
+def weights_markdown(weights: Mapping[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in weights["params"].items() if k != "weights")
     lines = [
-        f"# Training blend: {blend['policy']}",
+        f"# Language weights: {weights['policy']}",
         "",
-        f"Parameters: {params}. Sizes are characters after cleaning; expected epochs assume training reads "
-        f"{blend['params']['budget_chars']:,} characters in all.",
+        f"Parameters: {params}. Sizes are characters after filtering and deduplication; expected epochs assume "
+        f"{weights['params']['budget_chars']:,} characters are read in all.",
         "",
         "| language | docs | chars | natural share | weight | expected epochs |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for e in blend["languages"]:
+    for e in weights["languages"]:
         epochs = "–" if e["expected_epochs"] is None else f"{e['expected_epochs']:.2f}"
         lines.append(
             f"| {e['lang']} | {e['docs']:,} | {e['chars']:,} | {e['natural_share']:.2%} | {e['weight']:.4f} | {epochs} |"
@@ -168,33 +168,126 @@ def blend_markdown(blend: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def data_args_text(blend: Mapping[str, Any]) -> str:
-    """Megatron-LM ``--data-args-path`` content: ``w1 prefix1 w2 prefix2 ...`` on one line."""
-    return " ".join(repr(item) if isinstance(item, float) else str(item) for item in blend["megatron_blend"]) + "\n"
-
-
-def write_blend(
-    stats_paths: Iterable[str | os.PathLike],
-    sampling: Mapping[str, Any],
-    prefix_dir: str,
-    out_dir: str | os.PathLike,
-    langs: Iterable[str] | None = None,
-) -> dict[str, Any]:
-    """Read statistics files, compute the blend, write ``blend.json``, ``blend.md``, ``data_args.txt`` to ``out_dir``."""
-    blend = compute_blend([read_stats(p) for p in stats_paths], sampling, prefix_dir, langs)
-    out_dir = Path(out_dir)
-    outputs = {
-        "blend.json": json.dumps(blend, indent=2) + "\n",
-        "blend.md": blend_markdown(blend),
-        "data_args.txt": data_args_text(blend),
-    }
+def _write_texts(out_dir: Path, outputs: Mapping[str, str]) -> None:
     for name, content in outputs.items():
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(content, encoding="utf-8")
+
+
+def write_weights(
+    stats_paths: Iterable[str | os.PathLike],
+    sampling: Mapping[str, Any],
+    out: str | os.PathLike,
+    langs: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """Read statistics files, compute the weights, write ``out`` (JSON) and the table beside it (``.md``)."""
+    weights = compute_weights([read_stats(p) for p in stats_paths], sampling, langs)
+    out = Path(out)
+    _write_texts(out.parent, {out.name: json.dumps(weights, indent=2) + "\n", out.with_suffix(".md").name: weights_markdown(weights)})
+    return weights
+
+
+def compute_blend(
+    weights: Mapping[str, Any],
+    shard_reports: Mapping[str, Sequence[Mapping[str, Any]]],
+    training_tokens: int | None,
+) -> dict[str, Any]:
+    """The Megatron blend per split from the language weights and every tokenized shard's report.
+
+    Within a language each shard's dataset is weighted by its share of the language's tokens in that
+    split, so a language's weight is the sum over its shards; empty datasets are left out. Expected
+    tokens and epochs of a language assume training reads ``training_tokens`` tokens.
+    """
+    blend: dict[str, list[Any]] = {split: [] for split in SPLITS}
+    entries = []
+    for entry in weights["languages"]:
+        lang, weight = entry["lang"], float(entry["weight"])
+        reports = shard_reports.get(lang)
+        if not reports:
+            raise EuroflowError(f"blend: no tokenized shards for language {lang}")
+        tokens = {split: sum(int(r["tokens"][split]) for r in reports) for split in SPLITS}
+        for split in SPLITS:
+            if weight <= 0 or tokens[split] == 0:
+                continue
+            for report in reports:
+                if report["tokens"][split]:
+                    blend[split] += [weight * report["tokens"][split] / tokens[split], report["prefixes"][split]]
+        expected = weight * training_tokens if training_tokens else None
+        entries.append(
+            {
+                **entry,
+                "shards": len(reports),
+                "docs_train": sum(int(r["docs"]["train"]) for r in reports),
+                "docs_valid": sum(int(r["docs"]["valid"]) for r in reports),
+                "tokens_train": tokens["train"],
+                "tokens_valid": tokens["valid"],
+                "expected_tokens": round(expected) if expected is not None else None,
+                "expected_epochs": expected / tokens["train"] if expected is not None and tokens["train"] else None,
+            }
+        )
+    for split in SPLITS:
+        total = sum(blend[split][0::2])
+        if total <= 0:
+            raise EuroflowError(f"blend: the {split} split has no tokens in any language with a weight above 0")
+        blend[split][0::2] = [w / total for w in blend[split][0::2]]
+    return {
+        "policy": weights["policy"],
+        "params": {**weights["params"], "training_tokens": training_tokens},
+        "languages": entries,
+        "megatron_blend": blend["train"],
+        "megatron_blend_per_split": blend,
+    }
+
+
+def blend_markdown(blend: Mapping[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in blend["params"].items() if k != "weights")
+    lines = [
+        f"# Training blend: {blend['policy']}",
+        "",
+        f"Parameters: {params}. Tokens are after deduplication, per split; expected tokens and epochs assume "
+        f"training reads {blend['params']['training_tokens'] or 0:,} tokens.",
+        "",
+        "| language | shards | docs (train) | tokens (train) | tokens (valid) | weight | expected tokens | epochs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in blend["languages"]:
+        epochs = "–" if e["expected_epochs"] is None else f"{e['expected_epochs']:.2f}"
+        expected = "–" if e["expected_tokens"] is None else f"{e['expected_tokens']:,}"
+        lines.append(
+            f"| {e['lang']} | {e['shards']} | {e['docs_train']:,} | {e['tokens_train']:,} | {e['tokens_valid']:,} "
+            f"| {e['weight']:.4f} | {expected} | {epochs} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def per_split_data_args(blend: Mapping[str, Any]) -> dict[str, Any]:
+    """Megatron-LM ``--per-split-data-args-path`` content: ``{"train": [w1, p1, ...], "valid": [...], "test": null}``."""
+    return {**{split: [str(x) for x in blend["megatron_blend_per_split"][split]] for split in SPLITS}, "test": None}
+
+
+def write_blend(
+    weights_path: str | os.PathLike,
+    shard_reports: Mapping[str, Sequence[str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    training_tokens: int | None,
+) -> dict[str, Any]:
+    """Write ``blend.json``, ``blend.md`` and ``per_split_data_args.json`` to ``out_dir``."""
+    weights = read_blend(weights_path)
+    reports = {lang: [read_json(p, "tokenized shard report") for p in paths] for lang, paths in shard_reports.items()}
+    blend = compute_blend(weights, reports, training_tokens)
+    _write_texts(
+        Path(out_dir),
+        {
+            "blend.json": json.dumps(blend, indent=2) + "\n",
+            "blend.md": blend_markdown(blend),
+            "per_split_data_args.json": json.dumps(per_split_data_args(blend), indent=2) + "\n",
+        },
+    )
     return blend
 
 
 def read_blend(path: str | os.PathLike) -> dict[str, Any]:
+    """A weights or blend file: ``languages`` with ``lang`` and ``weight`` each."""
     path = Path(path)
     blend = read_json(path, "blend file")
     for index, entry in enumerate(blend.get("languages", [])):

@@ -362,6 +362,8 @@ def _data_sections(config: dict | None, record: _Record, tokens_seen: Any) -> tu
     notes: list[str] = []
     stats_by_lang: dict[str, tuple[dict, Any, Any]] = {}
     for artifact in record.of("statistics"):
+        if Path(artifact["path"]).parent.name != "stats":
+            continue  # per-shard reports and signatures; the language's statistics sum them
         lang_from_path = Path(artifact["path"]).name.removesuffix(".json")
         stats, state = record.read_json(artifact, f"cleaning statistics ({lang_from_path})", notes)
         lang = stats.get("lang", lang_from_path) if isinstance(stats, dict) else lang_from_path
@@ -374,11 +376,11 @@ def _data_sections(config: dict | None, record: _Record, tokens_seen: Any) -> tu
 
     vocab = _get(config, "tokenizer", "vocab_size")
     per_token = _bytes_per_token(vocab)
-    bins = {  # <results>/<run>/data/tokenized/<lang>.bin: its size gives the token count
-        Path(a["path"]).name.removesuffix(".bin"): a
-        for a in record.of("indexed_dataset")
-        if a["path"].endswith(".bin") and Path(a["path"]).parent.name == "tokenized"
-    }
+    bins: dict[str, list[dict]] = {}  # <results>/<run>/data/tokenized/<lang>/<shard>.<split>.bin: sizes give tokens
+    for a in record.of("indexed_dataset"):
+        path = Path(a["path"])
+        if path.name.endswith(".bin") and path.parent.parent.name == "tokenized":
+            bins.setdefault(path.parent.name, []).append(a)
 
     languages = []
     totals = {"raw_documents": 0, "raw_bytes": 0, "documents": 0, "bytes": 0, "tokens": 0}
@@ -402,12 +404,13 @@ def _data_sections(config: dict | None, record: _Record, tokens_seen: Any) -> tu
             "removed_by_hplt_filter_value": _get(s, "removed_by_hplt_filter_value"),
             "statistics_file": stats_state,
         }
-        bin_artifact = bins.get(lang)
-        if bin_artifact is not None and _num(bin_artifact["size"]) and per_token:
-            entry["tokens"] = bin_artifact["size"] // per_token
+        bin_artifacts = bins.get(lang, [])
+        if bin_artifacts and all(_num(a["size"]) for a in bin_artifacts) and per_token:
+            size = sum(a["size"] for a in bin_artifacts)
+            entry["tokens"] = size // per_token
             entry["tokens_source"] = (
-                f"recorded size of {record.rel(bin_artifact['path'])} ({bin_artifact['size']} bytes) / "
-                f"{per_token} bytes per token"
+                f"recorded sizes of the {len(bin_artifacts)} train/valid datasets under "
+                f"{record.rel(str(Path(bin_artifacts[0]['path']).parent))} ({size} bytes) / {per_token} bytes per token"
             )
         else:
             entry["tokens"] = NOT_RECORDED
@@ -437,7 +440,11 @@ def _data_sections(config: dict | None, record: _Record, tokens_seen: Any) -> tu
     data = {
         "source": _source(config),
         "filters": {
-            key: _get(config, "data", key) for key in ("min_chars", "max_chars", "keep_filter_values", "dedup", "valid_fraction")
+            key: _get(config, "data", key)
+            for key in (
+                "min_chars", "max_chars", "keep_filter_values", "min_doc_score", "min_lang_agreement",
+                "strip_control_chars", "max_bad_fraction", "dedup", "near_dedup", "valid_fraction",
+            )
         },
         "languages": languages,
         "totals": totals_out,

@@ -9,12 +9,12 @@ from pathlib import Path
 from euroflow.errors import EuroflowError, exit_status
 
 
-def _shard_languages(specs: list[str]) -> dict[str, Path]:
-    """``LANG=PATH`` or ``PATH`` (language from the first document's HPLT ``lang`` field)."""
+def _shard_languages(specs: list[str]) -> dict[str, list[Path]]:
+    """``LANG=PATH`` or ``PATH`` (language from the first document's HPLT ``lang`` field); several per language."""
     from euroflow import languages
     from euroflow.data.hplt import read_shard
 
-    shards: dict[str, Path] = {}
+    shards: dict[str, list[Path]] = {}
     for spec in specs:
         if spec.split("=", 1)[0] in languages.LANGUAGES and "=" in spec:
             lang, path = spec.split("=", 1)
@@ -29,9 +29,9 @@ def _shard_languages(specs: list[str]) -> dict[str, Path]:
                 lang = languages.by_hplt_code(code).key
             except EuroflowError as exc:
                 raise EuroflowError(f"{path}: field 'lang': {exc}") from None
-        if lang in shards:
-            raise EuroflowError(f"{path}: a second shard for language {lang} (first: {shards[lang]})")
-        shards[lang] = Path(path)
+        if Path(path) in shards.get(lang, []):
+            raise EuroflowError(f"{path}: given twice for language {lang}")
+        shards.setdefault(lang, []).append(Path(path))
     return shards
 
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the tokenizer on clean shards, weighted like the blend")
     p.add_argument("--config", required=True, help="run config (tokenizer section, run.seed, paths.data_root)")
-    p.add_argument("--shards", nargs="+", required=True, help="clean shards: PATH or LANG=PATH")
+    p.add_argument("--shards", nargs="+", required=True, help="prepared shards: PATH or LANG=PATH (several per language allowed)")
     p.add_argument("--blend", required=True, help="blend.json (per-language weights)")
     p.add_argument("--out", required=True, help="tokenizer directory to create")
     p.set_defaults(func=_train)

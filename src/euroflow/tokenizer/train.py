@@ -21,7 +21,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from euroflow.atomic import atomic_path
 from euroflow.errors import EuroflowError
@@ -181,17 +181,18 @@ def _flores_sentences(data_root: Path, langs: Iterable[str]) -> set[str] | None:
     return sentences
 
 
-def _lines(path: str | os.PathLike) -> Iterator[str]:
+def _lines(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> Iterator[str]:
     from euroflow.data.hplt import read_shard
 
-    for doc in read_shard(path):
-        for line in doc["text"].split("\n"):
-            if line.strip():
-                yield line
+    for path in [shards] if isinstance(shards, (str, os.PathLike)) else shards:
+        for doc in read_shard(path):
+            for line in doc["text"].split("\n"):
+                if line.strip():
+                    yield line
 
 
 def sample_texts(
-    clean_shards: Mapping[str, str | os.PathLike],
+    clean_shards: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
     weights: Mapping[str, float],
     sample_chars: int,
     seed: int,
@@ -242,7 +243,7 @@ def sample_texts(
 
 def train_tokenizer(
     config: Mapping[str, Any],
-    clean_shards: Mapping[str, str | os.PathLike],
+    clean_shards: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
     blend_path: str | os.PathLike,
     out_dir: str | os.PathLike,
 ) -> dict[str, Any]:

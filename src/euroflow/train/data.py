@@ -83,25 +83,30 @@ def build_tokenizer(tokenizer_dir: str | Path):
     return EuroflowTokenizer(Path(tokenizer_dir), read_meta(tokenizer_dir))
 
 
-def read_blend(blend_path: str | Path) -> tuple[list[str], list[float]]:
-    """(prefixes, weights) from ``blend.json``'s megatron_blend; each prefix must have .bin and .idx."""
+def read_blend(blend_path: str | Path, split: str | None = None) -> tuple[list[str], list[float]]:
+    """(prefixes, weights) from ``blend.json``'s megatron_blend (or ``megatron_blend_per_split[split]``);
+    each prefix must have .bin and .idx."""
     blend_path = Path(blend_path)
     blend = read_json(blend_path, "blend file")
-    flat = blend.get("megatron_blend") if isinstance(blend, dict) else None
+    key = "megatron_blend" if split is None else f"megatron_blend_per_split.{split}"
+    if split is None:
+        flat = blend.get("megatron_blend") if isinstance(blend, dict) else None
+    else:
+        flat = (blend.get("megatron_blend_per_split") or {}).get(split) if isinstance(blend, dict) else None
     if not isinstance(flat, list) or not flat or len(flat) % 2:
-        raise EuroflowError(f"{blend_path}: megatron_blend: expected a non-empty list [w1, prefix1, w2, prefix2, ...]")
+        raise EuroflowError(f"{blend_path}: {key}: expected a non-empty list [w1, prefix1, w2, prefix2, ...]")
     weights, prefixes = [], []
     for i in range(0, len(flat), 2):
         weight, prefix = flat[i], flat[i + 1]
         if not isinstance(weight, (int, float)) or weight < 0 or not isinstance(prefix, str):
-            raise EuroflowError(f"{blend_path}: megatron_blend[{i}]: expected a weight >= 0 then a prefix string")
+            raise EuroflowError(f"{blend_path}: {key}[{i}]: expected a weight >= 0 then a prefix string")
         if weight == 0:
             continue
         resolved = _resolve_prefix(prefix, blend_path)
         weights.append(float(weight))
         prefixes.append(resolved)
     if not prefixes:
-        raise EuroflowError(f"{blend_path}: megatron_blend: every weight is zero")
+        raise EuroflowError(f"{blend_path}: {key}: every weight is zero")
     return prefixes, weights
 
 
@@ -147,16 +152,21 @@ def build_datasets(config: dict, blend_path, tokenizer_dir, cache_dir, *, train_
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
-    prefixes, weights = read_blend(blend_path)
     valid_fraction = config["data"]["valid_fraction"]
-    check_split_sizes(prefixes, valid_fraction, blend_path)
+    if "megatron_blend_per_split" in read_json(Path(blend_path), "blend file"):
+        # the data stage held out the valid documents: one blend per split, no split inside datasets
+        per_split = [read_blend(blend_path, "train"), read_blend(blend_path, "valid") if valid_fraction > 0 else None, None]
+        blend_args: dict = {"blend_per_split": per_split}
+    else:
+        prefixes, weights = read_blend(blend_path)
+        check_split_sizes(prefixes, valid_fraction, blend_path)
+        blend_args = {"blend": (prefixes, weights), "split": split_string(valid_fraction)}
     tokenizer = build_tokenizer(tokenizer_dir)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     dataset_config = GPTDatasetConfig(
         random_seed=config["run"]["seed"],
         sequence_length=config["model"]["seq_length"],
-        blend=(prefixes, weights),
-        split=split_string(valid_fraction),
+        **blend_args,
         path_to_cache=str(cache_dir),
         tokenizer=tokenizer,
         reset_position_ids=False,

@@ -1,0 +1,196 @@
+"""Prepare one crawl shard: filter its documents, normalize their text, sign them for deduplication.
+
+One Snakemake job per shard. Each document goes through these steps in order and is counted by the
+first filter that removes it (``report["removed"]``):
+
+1. ``hplt_filter``: its HPLT ``filter`` label is not in ``keep_filter_values`` (no label: kept, counted
+   in ``docs_without_filter_field``).
+2. ``doc_score``: its ``doc_scores[0]`` is below ``min_doc_score`` (no score: kept, counted).
+3. ``language``: its document language (``lang[0]``, or FineWeb-2 ``language`` + script) is not the
+   shard's language.
+4. ``lang_agreement``: fewer than ``min_lang_agreement`` of its ``seg_langs`` are the shard's language.
+5. Control characters (C0 and C1, except tab, newline and carriage return) are stripped
+   (``modified.control_chars``), then the text is put in Unicode NFC (``modified.nfc``).
+6. ``too_short`` / ``too_long``: fewer than ``min_chars`` or more than ``max_chars`` characters.
+
+Outputs, all written atomically (none exists after a failure): the kept documents as a slim
+``.jsonl.zst`` (``id``, ``url``, ``text``, ``line`` = line in the input shard), their deduplication
+signatures (:mod:`euroflow.data.dedup`), their character and byte lengths (``.npy``, for statistics after
+deduplication), and a JSON report with every count and the bad lines (file and line number).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import unicodedata
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import orjson
+import zstandard
+
+from euroflow import languages
+from euroflow.atomic import atomic_path
+from euroflow.data.readers import BadLines, Document, read_documents, shard_format
+from euroflow.errors import EuroflowError
+
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+SIGNATURE_BATCH = 1000
+REMOVAL_STEPS = ("hplt_filter", "doc_score", "language", "lang_agreement", "too_short", "too_long")
+DEFAULTS: dict[str, Any] = {
+    "min_chars": 200,
+    "max_chars": 1_000_000,
+    "keep_filter_values": ["keep"],
+    "min_doc_score": None,
+    "min_lang_agreement": None,
+    "strip_control_chars": True,
+    "max_bad_fraction": 0.001,
+    "dedup": "near",
+    "near_dedup": {"threshold": 0.75, "num_perm": 128, "ngram": 5, "lsh_weights": [0.1, 0.9]},
+}
+
+
+def filter_params(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The filter settings from a config's ``data`` section, defaults filled in and checked."""
+    params = {key: data.get(key, default) for key, default in DEFAULTS.items()}
+    params["near_dedup"] = {**DEFAULTS["near_dedup"], **(data.get("near_dedup") or {})}
+    if params["min_chars"] > params["max_chars"]:
+        raise EuroflowError(f"data.min_chars: {params['min_chars']} is larger than data.max_chars {params['max_chars']}")
+    if params["dedup"] not in {"near", "exact", "none"}:
+        raise EuroflowError(f"data.dedup: unknown value {params['dedup']!r} (near, exact or none)")
+    if not 0 <= params["max_bad_fraction"] < 1:
+        raise EuroflowError(f"data.max_bad_fraction: {params['max_bad_fraction']} is not in [0, 1)")
+    return params
+
+
+def _agreement(seg_langs: list[str], code: str) -> float:
+    return sum(1 for s in seg_langs if s == code) / len(seg_langs)
+
+
+def _removal_step(doc: Document, code: str, params: Mapping[str, Any], counts: Counter) -> str | None:
+    """The metadata filter that removes ``doc`` (steps 1-4), or None."""
+    if doc.filter is None:
+        counts["docs_without_filter_field"] += 1
+    elif doc.filter not in params["keep_filter_values"]:
+        counts[f"hplt_filter_value:{doc.filter}"] += 1
+        return "hplt_filter"
+    if params["min_doc_score"] is not None:
+        if doc.doc_score is None:
+            counts["docs_without_doc_score"] += 1
+        elif doc.doc_score < params["min_doc_score"]:
+            return "doc_score"
+    if doc.lang is not None and doc.lang != code:
+        return "language"
+    if params["min_lang_agreement"] is not None:
+        if not doc.seg_langs:
+            counts["docs_without_seg_langs"] += 1
+        elif _agreement(doc.seg_langs, code) < params["min_lang_agreement"]:
+            return "lang_agreement"
+    return None
+
+
+def prepare_shard(
+    shard: str | os.PathLike,
+    lang: str,
+    out_shard: str | os.PathLike,
+    signatures: str | os.PathLike,
+    lengths: str | os.PathLike,
+    report_path: str | os.PathLike,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Filter ``shard`` (one language ``lang``) into ``out_shard``; write signatures, lengths and the report."""
+    from euroflow.data.dedup import SignatureWriter
+
+    started = time.perf_counter()
+    shard = Path(shard)
+    code = languages.get(lang).hplt
+    params = filter_params(params)
+    near = params["near_dedup"]
+    bad = BadLines(shard, params["max_bad_fraction"])
+    counts: Counter[str] = Counter()
+    removed = dict.fromkeys(REMOVAL_STEPS, 0)
+    sizes = {"docs_in": 0, "chars_in": 0, "bytes_in": 0, "docs_out": 0, "chars_out": 0, "bytes_out": 0}
+    kept_lengths: list[tuple[int, int]] = []
+    batch: list[str] = []
+
+    with ExitStack() as stack:
+        shard_tmp = stack.enter_context(atomic_path(out_shard))
+        report_tmp = stack.enter_context(atomic_path(report_path))
+        lengths_tmp = stack.enter_context(atomic_path(lengths))
+        writer = stack.enter_context(
+            SignatureWriter(signatures, num_perm=near["num_perm"], ngram=near["ngram"])
+        )
+        raw = stack.enter_context(open(shard_tmp, "wb"))
+        out = stack.enter_context(zstandard.ZstdCompressor(level=3).stream_writer(raw))
+        for doc in read_documents(shard, bad):
+            sizes["docs_in"] += 1
+            sizes["chars_in"] += len(doc.text)
+            sizes["bytes_in"] += len(doc.text) if doc.text.isascii() else len(doc.text.encode("utf-8"))
+            step = _removal_step(doc, code, params, counts)
+            if step is not None:
+                removed[step] += 1
+                continue
+            text = doc.text
+            if params["strip_control_chars"]:
+                stripped, n = CONTROL_CHARS.subn("", text)
+                if n:
+                    counts["control_chars_docs"] += 1
+                    counts["control_chars_removed"] += n
+                    text = stripped
+            if not text.isascii():
+                normal = unicodedata.normalize("NFC", text)
+                if normal != text:
+                    counts["nfc_docs"] += 1
+                    text = normal
+            if len(text) < params["min_chars"]:
+                removed["too_short"] += 1
+                continue
+            if len(text) > params["max_chars"]:
+                removed["too_long"] += 1
+                continue
+            encoded = text.encode("utf-8")
+            sizes["docs_out"] += 1
+            sizes["chars_out"] += len(text)
+            sizes["bytes_out"] += len(encoded)
+            kept_lengths.append((len(text), len(encoded)))
+            out.write(orjson.dumps({"id": doc.id, "url": doc.url, "line": doc.line, "text": text}))
+            out.write(b"\n")
+            batch.append(text)
+            if len(batch) == SIGNATURE_BATCH:
+                writer.add(batch)
+                batch = []
+        if batch:
+            writer.add(batch)
+        bad.check()
+        out.flush(zstandard.FLUSH_FRAME)
+        with open(lengths_tmp, "wb") as fh:
+            np.save(fh, np.array(kept_lengths, dtype=np.int64).reshape(-1, 2), allow_pickle=False)
+        report = {
+            "shard": str(shard),
+            "format": shard_format(shard),
+            "lang": lang,
+            "output": str(out_shard),
+            "params": params,
+            **sizes,
+            "removed": removed,
+            "removed_by_hplt_filter_value": {
+                key.split(":", 1)[1]: n for key, n in sorted(counts.items()) if key.startswith("hplt_filter_value:")
+            },
+            "modified": {"control_chars": counts["control_chars_docs"], "nfc": counts["nfc_docs"]},
+            "control_chars_removed": counts["control_chars_removed"],
+            "missing": {
+                "filter": counts["docs_without_filter_field"],
+                "doc_score": counts["docs_without_doc_score"],
+                "seg_langs": counts["docs_without_seg_langs"],
+            },
+            "empty": sizes["docs_in"] == 0,
+            **bad.report(),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        report_tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    return report
