@@ -169,6 +169,7 @@ def test_small_batches_and_blank_lines_give_the_same_output(tmp_path, data_root,
     prefixes = {split: tmp_path / f"a.{split}" for split in ("train", "valid")}
     want = tokenize_shard(plain, small_tokenizer, prefixes, assignment=codes)
     monkeypatch.setattr(tok, "BATCH_BYTES", 3000)
+    monkeypatch.setattr(tok, "FIRST_BATCH_BYTES", 700)
     monkeypatch.setattr(tok, "READ_CHUNK", 1000)
     prefixes = {split: tmp_path / f"b.{split}" for split in ("train", "valid")}
     got = tokenize_shard(messy, small_tokenizer, prefixes, assignment=codes)

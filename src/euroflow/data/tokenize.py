@@ -61,6 +61,7 @@ from euroflow.errors import EuroflowError
 
 UINT16_LIMIT = 65500
 BATCH_BYTES = 16 << 20  # decompressed bytes of lines per batch (larger ones only add page faults)
+FIRST_BATCH_BYTES = 1 << 20  # the first batches are smaller, doubling up to BATCH_BYTES
 READ_CHUNK = 1 << 20  # compressed bytes per read
 VERIFY_DOCS = 64
 SPLIT_CODES = {"train": 0, "valid": 1}  # assignment code of each split; codes >= 2 are dropped documents
@@ -217,6 +218,7 @@ def _decompressed_blocks(path: Path, lines_so_far: list[int]) -> Iterator[bytes]
     inside_frame = seen_any = False
     parts: list[bytes] = []
     size = 0
+    target = min(FIRST_BATCH_BYTES, BATCH_BYTES)  # small at first, so that encoding starts early
     with open(path, "rb") as fh:
         while chunk := fh.read(READ_CHUNK):
             seen_any = True
@@ -235,9 +237,10 @@ def _decompressed_blocks(path: Path, lines_so_far: list[int]) -> Iterator[bytes]
                     inside_frame = False
                 else:
                     chunk = b""
-            if size >= BATCH_BYTES:
+            if size >= target:
                 yield b"".join(parts)
                 parts, size = [], 0
+                target = min(2 * target, BATCH_BYTES)
     if parts:  # before any error below, so that the lines it counts are all the complete ones
         yield b"".join(parts)
     if not seen_any:
