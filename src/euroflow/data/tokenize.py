@@ -417,7 +417,7 @@ class _Output:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{prefix.name}.", suffix=".bin.tmp", dir=prefix.parent)
         self.tmp_bin = Path(name)
-        self.tmp_idx = self.tmp_bin.with_suffix(".idx.tmp")
+        self.tmp_idx = Path(name.removesuffix(".bin.tmp") + ".idx.tmp")
         self.file = os.fdopen(fd, "wb")
         self.lengths: list[np.ndarray] = []
         self.docs = self.tokens = 0
