@@ -40,9 +40,9 @@ def e2e(tmp_path_factory, data_root, repo_root):
 
 def test_every_stage_left_its_outputs(e2e):
     paths, _ = e2e
-    expected = [paths.raw_shard(l) for l in LANGS] + [paths.clean_shard(l) for l in LANGS]
-    expected += [paths.shard_stats(l) for l in LANGS] + [paths.blend, paths.parity_report("md")]
-    expected += [paths.tokenized_prefix(l) + ext for l in LANGS for ext in (".bin", ".idx")]
+    expected = [paths.raw_shard(l) for l in LANGS] + [paths.filtered(l, "ntrex", "report.json") for l in LANGS]
+    expected += [paths.shard_stats(l) for l in LANGS] + [paths.weights, paths.blend, paths.parity_report("md")]
+    expected += [paths.tokenized_prefix(l, "ntrex", "train") + ext for l in LANGS for ext in (".bin", ".idx")]
     expected += [paths.train_log, paths.loss_curve, paths.hf_model + "/config.json"]
     expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png")]
     expected += [paths.gguf("F16"), paths.gguf("Q8_0"), paths.int8, paths.quality("md")]
@@ -124,7 +124,7 @@ def test_lineage_of_the_gguf_reaches_the_raw_shards(e2e):
             yield from categories(child)
 
     walk(tree)
-    assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "tokenize_language", "clean_shard", "demo_shard"} <= rules
+    assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "tokenize_shard", "prepare_shard", "demo_shard"} <= rules
     assert tree["category"] == "quantized_model"
     assert {"hf_export", "checkpoint", "tokenizer", "blend", "indexed_dataset", "shard", "statistics"} <= set(categories(tree))
     assert leaves == {str(Path(paths.raw_shard(lang)).resolve()) for lang in LANGS}
