@@ -63,8 +63,8 @@ def test_provenance_has_one_row_per_job(e2e):
     paths, proc = e2e
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
-    # 3 data jobs per language, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality
-    assert len(jobs) == 3 * len(LANGS) + 13
+    # 4 data jobs per language (one shard each), weights, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality
+    assert len(jobs) == 4 * len(LANGS) + 14
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit

@@ -34,9 +34,10 @@ def sibling(report: Path, ext: str) -> Path:
 
 def _shard_id(report: Path, lang_dir: Path | None) -> str:
     name = report.name.removesuffix(REPORT_SUFFIX)
-    if lang_dir is None:
+    try:
+        return (report.parent / name).relative_to(lang_dir).as_posix() if lang_dir is not None else name
+    except ValueError:  # a report outside the run's layout: its file name
         return name
-    return (report.parent / name).relative_to(lang_dir).as_posix()
 
 
 def _lengths(path: Path, expected: int) -> np.ndarray:
