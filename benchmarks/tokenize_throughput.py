@@ -2,7 +2,6 @@
 same tokenizer, same cores, in one run.
 
     python benchmarks/tokenize_throughput.py [--size-mb 200] [--work-dir DIR] [--data-root DIR] [--repeat 3] [--quick]
-    python benchmarks/tokenize_throughput.py --shard-gb 2 [--work-dir DIR]
 
 The input is multilingual HPLT-style JSONL (``{"id", "text", "lang"}`` per line) made by repeating NTREX-128
 (35 languages, 123 documents each, from the shared data bundle; never FLORES or Belebele): every round
@@ -28,9 +27,8 @@ reported too. Peak RSS is sampled over the subprocess and its children (psutil) 
   workers, ``IndexedDatasetBuilder.add_document`` per document in the main process.
 
 The three ``.bin``/``.idx`` pairs must be byte-identical. ``--repeat`` runs euroflow and gigatoken that
-many times, alternating, and takes the median; the baseline runs once. ``--shard-gb N`` instead streams a
-generated N GB ``.jsonl.zst`` through euroflow alone and reports its peak RSS (goal < 1.5 GB). The last
-line printed is one line of JSON with the figures.
+many times, alternating, and takes the median; the baseline runs once. The last line printed is one line
+of JSON with the figures. Memory on a multi-GB shard is ``benchmarks/streaming_memory.py``'s measurement.
 """
 
 from __future__ import annotations
@@ -109,18 +107,6 @@ def build_input(data_root: Path, jsonl: Path, zst: Path, size_mb: float) -> None
                 packed.write(line)
     os.replace(tmp_jsonl, jsonl)
     os.replace(tmp_zst, zst)
-
-
-def build_big_shard(data_root: Path, zst: Path, size_gb: float) -> None:
-    import zstandard
-
-    if zst.is_file():
-        return
-    tmp = zst.with_suffix(".tmp")
-    with open(tmp, "wb") as raw, zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as packed:
-        for line in _documents(data_root, int(size_gb * 1e9)):
-            packed.write(line)
-    os.replace(tmp, zst)
 
 
 def train_tokenizer(data_root: Path, out_dir: Path) -> None:
@@ -372,33 +358,6 @@ def compare(args: argparse.Namespace) -> int:
     return 0 if identical else 1
 
 
-def big_shard(args: argparse.Namespace) -> int:
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    zst = work / f"shard-{args.shard_gb:g}GB.jsonl.zst"
-    tokenizer_dir = work / "tokenizer-bytelevel-32k"
-    build_big_shard(Path(args.data_root), zst, args.shard_gb)
-    train_tokenizer(Path(args.data_root), tokenizer_dir)
-    out = work / "out"
-    out.mkdir(exist_ok=True)
-    result = run_tool("euroflow", zst, tokenizer_dir, out / "big")
-    for suffix in (".bin", ".idx"):
-        Path(f"{out / 'big'}{suffix}").unlink(missing_ok=True)
-    print(f"{zst.name}: {zst.stat().st_size / 1e9:.2f} GB compressed, {args.shard_gb:g} GB of JSONL, "
-          f"{result['docs']:,} documents, {result['tokens']:,} tokens")
-    print(f"{'':24}  {'value':>12}  goal")
-    print(f"{'time s':24}  {result['seconds']:12.1f}")
-    print(f"{'CPU s':24}  {result['cpu_s']:12.1f}")
-    print(f"{'tokens/s':24}  {result['tokens_per_s']:12,.0f}")
-    print(f"{'peak RSS MB':24}  {result['peak_rss_mb']:12.0f}  < {GOALS['peak_rss_mb']:.0f}")
-    print(json.dumps({"shard_gb": args.shard_gb, "compressed_gb": round(zst.stat().st_size / 1e9, 3), "docs": result["docs"],
-                      "tokens": result["tokens"], "seconds": round(result["seconds"], 2), "cpu_s": round(result["cpu_s"], 2),
-                      "wall_s": round(result["wall_s"], 2),
-                      "tokens_per_s": round(result["tokens_per_s"]), "peak_rss_mb": round(result["peak_rss_mb"]),
-                      "backend": result["backend"]}))
-    return 0 if result["peak_rss_mb"] < GOALS["peak_rss_mb"] else 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=float, default=200.0, help="JSONL input size (default 200)")
@@ -408,7 +367,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of euroflow and gigatoken, alternating (median)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 MB, one run each")
     parser.add_argument("--skip-baseline", action="store_true", help="leave out the (slow) preprocess_data.py baseline")
-    parser.add_argument("--shard-gb", type=float, help="stream a generated shard of this many GB through euroflow only")
     parser.add_argument("--tool", choices=sorted(TOOLS), help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", help=argparse.SUPPRESS)
@@ -416,8 +374,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tool:
         return _child(args)
-    if args.shard_gb:
-        return big_shard(args)
     return compare(args)
 
 

@@ -71,7 +71,8 @@ class RunPaths:
 
     def tokenizer_shards(self, lang: str) -> list[str]:
         """The prepared shards of ``lang`` the tokenizer's training sample is drawn from."""
-        return self.shard_ids(lang)[: self.config["tokenizer"].get("shards_per_language", 4)]
+        ids = self.shard_ids(lang)[: self.config["tokenizer"].get("shards_per_language", 4)]
+        return [self.filtered(lang, shard, "jsonl.zst") for shard in ids]
 
     def raw_input(self, lang: str, shard: str) -> str:
         try:
@@ -86,6 +87,13 @@ class RunPaths:
     def filtered(self, lang: str, shard: str, ext: str) -> str:
         """Outputs of preparing one shard: ``jsonl.zst`` (kept documents), ``sig.npz``, ``lengths.npy``, ``report.json``."""
         return self._p("data", "filtered", lang, f"{shard}.{ext}")
+
+    def filtered_dir(self, lang: str) -> str:
+        return self._p("data", "filtered", lang)
+
+    def filtered_all(self, lang: str, ext: str) -> list[str]:
+        """One output of every prepared shard of ``lang``, in manifest order."""
+        return [self.filtered(lang, shard, ext) for shard in self.shard_ids(lang)]
 
     def dedup_assignment(self, lang: str) -> str:
         return self._p("data", "dedup", f"{lang}.npz")
@@ -117,6 +125,10 @@ class RunPaths:
 
     def tokenized_report(self, lang: str, shard: str) -> str:
         return self._p("data", "tokenized", lang, f"{shard}.json")
+
+    def tokenized_reports(self) -> dict[str, list[str]]:
+        """Every tokenized shard's report, by language (the blend's inputs)."""
+        return {lang: [self.tokenized_report(lang, s) for s in self.shard_ids(lang)] for lang in self.config["languages"]}
 
     # tokenizer
     @property

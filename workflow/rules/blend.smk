@@ -50,7 +50,7 @@ rule blend:
     The command finds the shard reports through the run's manifest: 10k paths do not fit one command line."""
     input:
         weights=paths.weights,
-        reports=[paths.tokenized_report(lang, shard) for lang in LANGS for shard in paths.shard_ids(lang)],
+        reports=[report for reports in paths.tokenized_reports().values() for report in reports],
     output:
         json=paths.blend,
         table=f"{paths.blend_dir}/blend.md",

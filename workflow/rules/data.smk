@@ -43,9 +43,9 @@ rule prepare_shard:
 rule dedup_language:
     """Exact and MinHash LSH near-duplicates across one language's shards; train/valid split; statistics."""
     input:
-        reports=lambda wildcards: [paths.filtered(wildcards.lang, s, "report.json") for s in paths.shard_ids(wildcards.lang)],
-        signatures=lambda wildcards: [paths.filtered(wildcards.lang, s, "sig.npz") for s in paths.shard_ids(wildcards.lang)],
-        lengths=lambda wildcards: [paths.filtered(wildcards.lang, s, "lengths.npy") for s in paths.shard_ids(wildcards.lang)],
+        reports=lambda wildcards: paths.filtered_all(wildcards.lang, "report.json"),
+        signatures=lambda wildcards: paths.filtered_all(wildcards.lang, "sig.npz"),
+        lengths=lambda wildcards: paths.filtered_all(wildcards.lang, "lengths.npy"),
     output:
         assignment=paths.dedup_assignment("{lang}"),
         stats=paths.shard_stats("{lang}"),

@@ -6,7 +6,7 @@ rule train_tokenizer:
     """Train on text sampled with the language weights, so small languages are not starved; reads the
     first `tokenizer.shards_per_language` prepared shards of each language."""
     input:
-        shards=[paths.filtered(lang, s, "jsonl.zst") for lang in LANGS for s in paths.tokenizer_shards(lang)],
+        shards=[shard for lang in LANGS for shard in paths.tokenizer_shards(lang)],
         weights=paths.weights,
     output:
         directory(paths.tokenizer),
@@ -15,7 +15,7 @@ rule train_tokenizer:
     params:
         config=paths.resolved_config,
         tokenizer=config["tokenizer"],
-        shards=lambda wildcards: [f"{lang}={paths.filtered(lang, s, 'jsonl.zst')}" for lang in LANGS for s in paths.tokenizer_shards(lang)],
+        shards=lambda wildcards: [f"{lang}={shard}" for lang in LANGS for shard in paths.tokenizer_shards(lang)],
         seed=config["run"]["seed"],
     threads: 2
     conda:

@@ -48,7 +48,7 @@ def _dedup(args: argparse.Namespace) -> int:
     from euroflow.paths import RunPaths
 
     cfg = config.load(args.config)
-    lang_dir = Path(RunPaths(cfg).filtered(args.lang, "shard", "report.json")).parent
+    lang_dir = RunPaths(cfg).filtered_dir(args.lang)
     stats = deduplicate_language(args.reports, args.lang, args.out, args.stats, cfg["data"], lang_dir=lang_dir)
     d = stats["dedup"]
     print(
@@ -75,9 +75,7 @@ def _blend(args: argparse.Namespace) -> int:
     from euroflow.paths import RunPaths
 
     cfg = config.load(args.config)
-    paths = RunPaths(cfg)
-    reports = {lang: [paths.tokenized_report(lang, s) for s in paths.shard_ids(lang)] for lang in cfg["languages"]}
-    blend = write_blend(args.weights, reports, args.out_dir, config.training_tokens(cfg))
+    blend = write_blend(args.weights, RunPaths(cfg).tokenized_reports(), args.out_dir, config.training_tokens(cfg))
     sizes = {split: len(blend["megatron_blend_per_split"][split]) // 2 for split in ("train", "valid")}
     print(f"{args.out_dir}/blend.json: {blend['policy']}: {sizes['train']} train and {sizes['valid']} valid datasets")
     return 0

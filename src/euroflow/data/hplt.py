@@ -22,34 +22,46 @@ READ_CHUNK = 1 << 16  # compressed bytes per read; keeps memory bounded even for
 COMPRESSION_LEVEL = 3
 
 
-def _decompressed_chunks(path: Path, lines_so_far: list[int]) -> Iterator[bytes]:
+def decompressed_blocks(
+    path: Path, lines_so_far: list[int], *, read_chunk: int = READ_CHUNK, first_block: int = 0, max_block: int = 0
+) -> Iterator[bytes]:
     """Yield decompressed bytes of every zstd frame in ``path``; raise if the last frame is cut short.
 
-    ``lines_so_far`` is a one-element list the caller keeps updated, so errors can say where they hit.
+    With ``first_block``, output is gathered into blocks of at least that many bytes, each next one twice
+    as large up to ``max_block``; otherwise it is yielded after every read of ``read_chunk`` compressed
+    bytes. Whatever was decompressed is yielded before a truncation is reported. ``lines_so_far`` is a
+    one-element list the caller keeps updated, so errors can say where they hit.
     """
     dctx = zstandard.ZstdDecompressor()
     decoder = dctx.decompressobj()
-    inside_frame = False
-    seen_any = False
+    inside_frame = seen_any = False
+    parts: list[bytes] = []
+    size = 0
+    target = first_block
     with open(path, "rb") as fh:
-        while chunk := fh.read(READ_CHUNK):
+        while chunk := fh.read(read_chunk):
             seen_any = True
             while chunk:
                 try:
                     out = decoder.decompress(chunk)
                 except zstandard.ZstdError as exc:
-                    raise EuroflowError(
-                        f"{path}: corrupt zstd stream after line {lines_so_far[0]}: {exc}"
-                    ) from None
+                    raise EuroflowError(f"{path}: corrupt zstd stream after line {lines_so_far[0]}: {exc}") from None
                 inside_frame = True
                 if out:
-                    yield out
+                    parts.append(out)
+                    size += len(out)
                 if decoder.eof:  # frame complete; whatever follows starts the next frame
                     chunk = decoder.unused_data
                     decoder = dctx.decompressobj()
                     inside_frame = False
                 else:
                     chunk = b""
+            if parts and size >= target:
+                yield b"".join(parts)
+                parts, size = [], 0
+                target = min(2 * target, max_block)
+    if parts:  # before any error below, so that the lines it counts are all the complete ones
+        yield b"".join(parts)
     if not seen_any:
         raise EuroflowError(f"{path}: empty file, not a zstd stream")
     if inside_frame:
@@ -59,7 +71,7 @@ def _decompressed_chunks(path: Path, lines_so_far: list[int]) -> Iterator[bytes]
 def _raw_lines(path: Path, lines_so_far: list[int]) -> Iterator[bytes]:
     """Yield complete lines (without the newline); a final line without newline only if the stream is whole."""
     pending = bytearray()
-    for block in _decompressed_chunks(path, lines_so_far):
+    for block in decompressed_blocks(path, lines_so_far):
         pending += block
         start = 0
         while (end := pending.find(b"\n", start)) != -1:
@@ -81,20 +93,28 @@ def _parse_line(path: Path, lineno: int, raw: bytes) -> dict[str, Any]:
         doc = json.loads(line)
     except json.JSONDecodeError as exc:
         raise EuroflowError(f"{where}: malformed JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(doc, dict):
-        raise EuroflowError(f"{where}: expected a JSON object, got {type(doc).__name__}")
-    if "text" not in doc:
-        raise EuroflowError(f"{where}: missing field 'text'")
-    if not isinstance(doc["text"], str):
-        raise EuroflowError(f"{where}: field 'text' must be a string, got {_json_type(doc['text'])}")
-    try:
-        doc["text"].encode("utf-8")
-    except UnicodeEncodeError as exc:  # a JSON escape like \ud800 decodes to a lone surrogate
-        raise EuroflowError(f"{where}: field 'text' has an unpaired surrogate at character {exc.start}") from None
+    problem = record_problem(doc)
+    if problem:
+        raise EuroflowError(f"{where}: {problem}")
     return doc
 
 
-def _json_type(value: Any) -> str:
+def record_problem(doc: Any) -> str | None:
+    """What makes a parsed JSON line not a document (not an object, no string ``text``), or None."""
+    if not isinstance(doc, dict):
+        return f"expected a JSON object, got {type(doc).__name__}"
+    if "text" not in doc:
+        return "missing field 'text'"
+    if not isinstance(doc["text"], str):
+        return f"field 'text' must be a string, got {json_type(doc['text'])}"
+    try:
+        doc["text"].encode("utf-8")
+    except UnicodeEncodeError as exc:  # a JSON escape like \ud800 decodes to a lone surrogate
+        return f"field 'text' has an unpaired surrogate at character {exc.start}"
+    return None
+
+
+def json_type(value: Any) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
 

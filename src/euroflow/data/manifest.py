@@ -18,16 +18,12 @@ from typing import Iterable
 
 from euroflow import languages
 from euroflow.atomic import atomic_path
+from euroflow.data.readers import shard_format
 from euroflow.errors import EuroflowError
-
-SUFFIXES = (".jsonl.zst", ".jsonl", ".parquet")
 
 
 def _strip_suffix(name: str) -> str:
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    raise EuroflowError(f"{name}: unknown shard format (expected {', '.join(SUFFIXES)})")
+    return name[: -len(shard_format(name)) - 1]
 
 
 def shard_id(path: str | os.PathLike, language_dir: str | os.PathLike | None = None) -> str:

@@ -29,9 +29,10 @@ from typing import Any, Iterator
 
 import orjson
 
-from euroflow.data.hplt import _raw_lines
+from euroflow.data.hplt import _raw_lines, json_type, record_problem
 from euroflow.errors import EuroflowError
 
+FORMATS = ("jsonl.zst", "jsonl", "parquet")  # checked in this order: .jsonl.zst before .jsonl
 PARQUET_BATCH_ROWS = 1024
 BAD_LINE_EXAMPLES = 20  # bad lines listed in a shard report (all are counted)
 PARQUET_COLUMNS = (
@@ -84,36 +85,28 @@ class BadLines:
         return {"lines": self.lines, "bad_lines": self.count, "bad_line_examples": self.examples}
 
 
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number")
-
-
 def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
 
 def _from_json_record(record: Any, line: int) -> Document | str:
     """A Document, or the reason the record is bad."""
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {_json_type(record)}"
-    text = record.get("text")
-    if text is None:
-        return "missing field 'text'"
-    if not isinstance(text, str):
-        return f"field 'text' must be a string, got {_json_type(text)}"
+    problem = record_problem(record)
+    if problem:
+        return problem
+    text = record["text"]
     lang = _first(record.get("lang"))
     if lang is not None and not isinstance(lang, str):
-        return f"field 'lang' must be a string or a list of strings, got {_json_type(lang)}"
+        return f"field 'lang' must be a string or a list of strings, got {json_type(lang)}"
     score = _first(record.get("doc_scores"))
     if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
-        return f"field 'doc_scores' must be a list of numbers, got {_json_type(score)} first"
+        return f"field 'doc_scores' must be a list of numbers, got {json_type(score)} first"
     seg_langs = record.get("seg_langs")
     if seg_langs is not None and not (isinstance(seg_langs, list) and all(isinstance(s, str) for s in seg_langs)):
         return "field 'seg_langs' must be a list of strings"
     label = record.get("filter")
     if label is not None and not isinstance(label, str):
-        return f"field 'filter' must be a string, got {_json_type(label)}"
+        return f"field 'filter' must be a string, got {json_type(label)}"
     doc_id = record.get("id")
     url = record.get("url", record.get("u"))
     return Document(
@@ -157,11 +150,6 @@ def _read_jsonl(path: Path, bad: BadLines) -> Iterator[Document]:
         if isinstance(doc, str):
             bad.add(bad.lines, doc)
             continue
-        try:
-            doc.text.encode("utf-8")
-        except UnicodeEncodeError as exc:  # orjson rejects lone surrogates, but be explicit
-            bad.add(bad.lines, f"field 'text' has an unpaired surrogate at character {exc.start}")
-            continue
         yield doc
 
 
@@ -184,30 +172,33 @@ def _read_parquet(path: Path, bad: BadLines) -> Iterator[Document]:
     try:
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
             rows = batch.to_pydict()
+            absent = [None] * batch.num_rows  # for the optional columns a file lacks
+            ids, urls = rows.get("id", absent), rows.get("url", absent)
+            langs, scripts = rows.get("language", absent), rows.get("language_script", absent)
+            meta_keys = [key for key in ("language_score", "minhash_cluster_size", "dump") if key in rows]
             for i, text in enumerate(rows["text"]):
                 bad.lines += 1
                 if text is None:
                     bad.add(bad.lines, "row has a null 'text'")
                     continue
-                lang = rows.get("language", [None] * len(rows["text"]))[i]
-                script = rows.get("language_script", [None] * len(rows["text"]))[i]
-                meta = {key: rows[key][i] for key in ("language_score", "minhash_cluster_size", "dump") if key in rows}
+                lang, script = langs[i], scripts[i]
                 yield Document(
                     text=text,
                     line=bad.lines,
-                    id=rows["id"][i] if "id" in rows else None,
+                    id=ids[i],
                     lang=f"{lang}_{script}" if lang and script else lang,
-                    url=rows["url"][i] if "url" in rows else None,
-                    meta=meta,
+                    url=urls[i],
+                    meta={key: rows[key][i] for key in meta_keys},
                 )
     except (pa.ArrowInvalid, OSError) as exc:
         raise EuroflowError(f"{path}: corrupt parquet data after row {bad.lines}: {exc}") from None
 
 
 def shard_format(path: str | os.PathLike) -> str:
+    """``jsonl.zst``, ``jsonl`` or ``parquet``: the file name's suffix, which is also its format's name."""
     name = Path(path).name
-    for suffix, kind in ((".jsonl.zst", "jsonl.zst"), (".jsonl", "jsonl"), (".parquet", "parquet")):
-        if name.endswith(suffix):
+    for kind in FORMATS:
+        if name.endswith(f".{kind}"):
             return kind
     raise EuroflowError(f"{path}: unknown shard format (expected .jsonl.zst, .jsonl or .parquet)")
 

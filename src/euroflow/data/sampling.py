@@ -149,23 +149,33 @@ def compute_weights(
     return {"policy": policy, "params": params, "languages": entries}
 
 
-def weights_markdown(weights: Mapping[str, Any]) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in weights["params"].items() if k != "weights")
-    lines = [
-        f"# Language weights: {weights['policy']}",
-        "",
-        f"Parameters: {params}. Sizes are characters after filtering and deduplication; expected epochs assume "
-        f"{weights['params']['budget_chars']:,} characters are read in all.",
-        "",
-        "| language | docs | chars | natural share | weight | expected epochs |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for e in weights["languages"]:
-        epochs = "–" if e["expected_epochs"] is None else f"{e['expected_epochs']:.2f}"
-        lines.append(
-            f"| {e['lang']} | {e['docs']:,} | {e['chars']:,} | {e['natural_share']:.2%} | {e['weight']:.4f} | {epochs} |"
-        )
+def _markdown(title: str, intro: str, header: list[str], rows: list[list[str]]) -> str:
+    """A titled markdown table; the first column is left-aligned, the others right-aligned."""
+    lines = [f"# {title}", "", intro, "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k != "weights")
+
+
+def _or_dash(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def weights_markdown(weights: Mapping[str, Any]) -> str:
+    return _markdown(
+        f"Language weights: {weights['policy']}",
+        f"Parameters: {_params_text(weights['params'])}. Sizes are characters after filtering and deduplication; "
+        f"expected epochs assume {weights['params']['budget_chars']:,} characters are read in all.",
+        ["language", "docs", "chars", "natural share", "weight", "expected epochs"],
+        [
+            [e["lang"], f"{e['docs']:,}", f"{e['chars']:,}", f"{e['natural_share']:.2%}", f"{e['weight']:.4f}",
+             _or_dash(e["expected_epochs"], ".2f")]
+            for e in weights["languages"]
+        ],
+    )
 
 
 def _write_texts(out_dir: Path, outputs: Mapping[str, str]) -> None:
@@ -240,24 +250,17 @@ def compute_blend(
 
 
 def blend_markdown(blend: Mapping[str, Any]) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in blend["params"].items() if k != "weights")
-    lines = [
-        f"# Training blend: {blend['policy']}",
-        "",
-        f"Parameters: {params}. Tokens are after deduplication, per split; expected tokens and epochs assume "
-        f"training reads {blend['params']['training_tokens'] or 0:,} tokens.",
-        "",
-        "| language | shards | docs (train) | tokens (train) | tokens (valid) | weight | expected tokens | epochs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for e in blend["languages"]:
-        epochs = "–" if e["expected_epochs"] is None else f"{e['expected_epochs']:.2f}"
-        expected = "–" if e["expected_tokens"] is None else f"{e['expected_tokens']:,}"
-        lines.append(
-            f"| {e['lang']} | {e['shards']} | {e['docs_train']:,} | {e['tokens_train']:,} | {e['tokens_valid']:,} "
-            f"| {e['weight']:.4f} | {expected} | {epochs} |"
-        )
-    return "\n".join(lines) + "\n"
+    return _markdown(
+        f"Training blend: {blend['policy']}",
+        f"Parameters: {_params_text(blend['params'])}. Tokens are after deduplication, per split; expected tokens "
+        f"and epochs assume training reads {blend['params']['training_tokens'] or 0:,} tokens.",
+        ["language", "shards", "docs (train)", "tokens (train)", "tokens (valid)", "weight", "expected tokens", "epochs"],
+        [
+            [e["lang"], str(e["shards"]), f"{e['docs_train']:,}", f"{e['tokens_train']:,}", f"{e['tokens_valid']:,}",
+             f"{e['weight']:.4f}", _or_dash(e["expected_tokens"], ","), _or_dash(e["expected_epochs"], ".2f")]
+            for e in blend["languages"]
+        ],
+    )
 
 
 def per_split_data_args(blend: Mapping[str, Any]) -> dict[str, Any]:

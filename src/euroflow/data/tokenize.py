@@ -53,10 +53,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
+from euroflow.data.hplt import decompressed_blocks
 from euroflow.errors import EuroflowError
 
 UINT16_LIMIT = 65500
@@ -208,47 +209,6 @@ def _frame(
 # reading
 
 
-def _decompressed_blocks(path: Path, lines_so_far: list[int]) -> Iterator[bytes]:
-    """Decompressed bytes of every zstd frame of ``path`` in blocks of about ``BATCH_BYTES``; raise if the
-    stream is cut short or corrupt (``lines_so_far[0]``: complete lines read, for the message)."""
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
-    decoder = dctx.decompressobj()
-    inside_frame = seen_any = False
-    parts: list[bytes] = []
-    size = 0
-    target = min(FIRST_BATCH_BYTES, BATCH_BYTES)  # small at first, so that encoding starts early
-    with open(path, "rb") as fh:
-        while chunk := fh.read(READ_CHUNK):
-            seen_any = True
-            while chunk:
-                try:
-                    out = decoder.decompress(chunk)
-                except zstandard.ZstdError as exc:
-                    raise EuroflowError(f"{path}: corrupt zstd stream after line {lines_so_far[0]}: {exc}") from None
-                inside_frame = True
-                if out:
-                    parts.append(out)
-                    size += len(out)
-                if decoder.eof:  # frame complete; whatever follows starts the next frame
-                    chunk = decoder.unused_data
-                    decoder = dctx.decompressobj()
-                    inside_frame = False
-                else:
-                    chunk = b""
-            if size >= target:
-                yield b"".join(parts)
-                parts, size = [], 0
-                target = min(2 * target, BATCH_BYTES)
-    if parts:  # before any error below, so that the lines it counts are all the complete ones
-        yield b"".join(parts)
-    if not seen_any:
-        raise EuroflowError(f"{path}: empty file, not a zstd stream")
-    if inside_frame:
-        raise EuroflowError(f"{path}: truncated zstd stream after line {lines_so_far[0]}")
-
-
 _BLANK_INSIDE = re.compile(rb"\n[ \t\r]*\n")
 _BLANK_FIRST = re.compile(rb"[ \t\r]*(?:\n|$)")
 
@@ -339,7 +299,9 @@ def _read_batches(
         lines_so_far = [0]
         docs = 0
         pending = b""
-        blocks = _decompressed_blocks(path, lines_so_far)
+        blocks = decompressed_blocks(
+            path, lines_so_far, read_chunk=READ_CHUNK, first_block=FIRST_BATCH_BYTES, max_block=BATCH_BYTES
+        )
         while not stop.is_set():
             block = next(blocks, None)
             if block is None:  # the stream ended whole: an unterminated last line is complete

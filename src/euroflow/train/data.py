@@ -87,12 +87,15 @@ def read_blend(blend_path: str | Path, split: str | None = None) -> tuple[list[s
     """(prefixes, weights) from ``blend.json``'s megatron_blend (or ``megatron_blend_per_split[split]``);
     each prefix must have .bin and .idx."""
     blend_path = Path(blend_path)
-    blend = read_json(blend_path, "blend file")
-    key = "megatron_blend" if split is None else f"megatron_blend_per_split.{split}"
+    return _blend_entries(read_json(blend_path, "blend file"), blend_path, split)
+
+
+def _blend_entries(blend: object, blend_path: Path, split: str | None) -> tuple[list[str], list[float]]:
+    blend = blend if isinstance(blend, dict) else {}
     if split is None:
-        flat = blend.get("megatron_blend") if isinstance(blend, dict) else None
+        key, flat = "megatron_blend", blend.get("megatron_blend")
     else:
-        flat = (blend.get("megatron_blend_per_split") or {}).get(split) if isinstance(blend, dict) else None
+        key, flat = f"megatron_blend_per_split.{split}", (blend.get("megatron_blend_per_split") or {}).get(split)
     if not isinstance(flat, list) or not flat or len(flat) % 2:
         raise EuroflowError(f"{blend_path}: {key}: expected a non-empty list [w1, prefix1, w2, prefix2, ...]")
     weights, prefixes = [], []
@@ -153,10 +156,12 @@ def build_datasets(config: dict, blend_path, tokenizer_dir, cache_dir, *, train_
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
     valid_fraction = config["data"]["valid_fraction"]
-    if "megatron_blend_per_split" in read_json(Path(blend_path), "blend file"):
+    blend_path = Path(blend_path)
+    blend = read_json(blend_path, "blend file")
+    if isinstance(blend, dict) and "megatron_blend_per_split" in blend:
         # the data stage held out the valid documents: one blend per split, no split inside datasets
-        per_split = [read_blend(blend_path, "train"), read_blend(blend_path, "valid") if valid_fraction > 0 else None, None]
-        blend_args: dict = {"blend_per_split": per_split}
+        valid = _blend_entries(blend, blend_path, "valid") if valid_fraction > 0 else None
+        blend_args: dict = {"blend_per_split": [_blend_entries(blend, blend_path, "train"), valid, None]}
     else:
         prefixes, weights = read_blend(blend_path)
         check_split_sizes(prefixes, valid_fraction, blend_path)
