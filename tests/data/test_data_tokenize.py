@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from euroflow.data import cli
+from euroflow.data import cli, hplt
 from euroflow.data import tokenize as tok
 from euroflow.data.hplt import read_shard, write_shard
 from euroflow.data.ntrex import build_ntrex_shard
@@ -170,7 +170,7 @@ def test_small_batches_and_blank_lines_give_the_same_output(tmp_path, data_root,
     want = tokenize_shard(plain, small_tokenizer, prefixes, assignment=codes)
     monkeypatch.setattr(tok, "BATCH_BYTES", 3000)
     monkeypatch.setattr(tok, "FIRST_BATCH_BYTES", 700)
-    monkeypatch.setattr(tok, "READ_CHUNK", 1000)
+    monkeypatch.setattr(hplt, "READ_CHUNK", 1000)  # the shared zstd reader's read size
     prefixes = {split: tmp_path / f"b.{split}" for split in ("train", "valid")}
     got = tokenize_shard(messy, small_tokenizer, prefixes, assignment=codes)
     assert got["docs"] == want["docs"] and got["tokens"] == want["tokens"] and got["chars"] == want["chars"]

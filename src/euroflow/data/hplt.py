@@ -23,12 +23,12 @@ COMPRESSION_LEVEL = 3
 
 
 def decompressed_blocks(
-    path: Path, lines_so_far: list[int], *, read_chunk: int = READ_CHUNK, first_block: int = 0, max_block: int = 0
+    path: Path, lines_so_far: list[int], *, first_block: int = 0, max_block: int = 0
 ) -> Iterator[bytes]:
     """Yield decompressed bytes of every zstd frame in ``path``; raise if the last frame is cut short.
 
     With ``first_block``, output is gathered into blocks of at least that many bytes, each next one twice
-    as large up to ``max_block``; otherwise it is yielded after every read of ``read_chunk`` compressed
+    as large up to ``max_block``; otherwise it is yielded after every read of ``READ_CHUNK`` compressed
     bytes. Whatever was decompressed is yielded before a truncation is reported. ``lines_so_far`` is a
     one-element list the caller keeps updated, so errors can say where they hit.
     """
@@ -39,7 +39,7 @@ def decompressed_blocks(
     size = 0
     target = first_block
     with open(path, "rb") as fh:
-        while chunk := fh.read(read_chunk):
+        while chunk := fh.read(READ_CHUNK):
             seen_any = True
             while chunk:
                 try:

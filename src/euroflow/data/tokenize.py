@@ -63,7 +63,6 @@ from euroflow.errors import EuroflowError
 UINT16_LIMIT = 65500
 BATCH_BYTES = 16 << 20  # decompressed bytes of lines per batch (larger ones only add page faults)
 FIRST_BATCH_BYTES = 1 << 20  # the first batches are smaller, doubling up to BATCH_BYTES
-READ_CHUNK = 1 << 20  # compressed bytes per read
 VERIFY_DOCS = 64
 SPLIT_CODES = {"train": 0, "valid": 1}  # assignment code of each split; codes >= 2 are dropped documents
 
@@ -299,9 +298,7 @@ def _read_batches(
         lines_so_far = [0]
         docs = 0
         pending = b""
-        blocks = decompressed_blocks(
-            path, lines_so_far, read_chunk=READ_CHUNK, first_block=FIRST_BATCH_BYTES, max_block=BATCH_BYTES
-        )
+        blocks = decompressed_blocks(path, lines_so_far, first_block=FIRST_BATCH_BYTES, max_block=BATCH_BYTES)
         while not stop.is_set():
             block = next(blocks, None)
             if block is None:  # the stream ended whole: an unterminated last line is complete
