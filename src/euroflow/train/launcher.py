@@ -2,7 +2,7 @@
 submits the training job through submitit and waits for it.
 
 - One ``srun`` task per GPU; ``submitit.helpers.TorchDistributedEnvironment`` gives each task its
-  rank (no torchrun under submitit).
+  rank (no torchrun under submitit); the rendezvous port changes with every allocation.
 - Before the walltime Slurm sends USR2 (``--signal=USR2@N``; NCCL uses USR1). Every rank notes
   it; at the next step boundary all ranks agree, save a distributed checkpoint of that step, and
   rank 0 hands over to submitit, which requeues the job (same job id, ``SLURM_RESTART_COUNT`` + 1).
@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ from euroflow.errors import EuroflowError
 SUBMITIT_DIR = "submitit"
 CURRENT_JOB_FILE = "current_job"
 DEFAULT_MAX_REQUEUES = 20
+# Below Linux's default ephemeral range (32768-60999), where outgoing connections (gloo's among
+# them) take their local ports: a rendezvous port drawn from there can be taken already.
+RENDEZVOUS_PORTS = range(20000, 32768)
 
 
 class _Preemption:
@@ -77,6 +81,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
 
         from euroflow.train.loop import pretrain
 
+        os.environ["MASTER_PORT"] = str(rendezvous_port(os.environ["SLURM_JOB_ID"], int(os.environ.get("SLURM_RESTART_COUNT", "0"))))
         # LOCAL_RANK picks the GPU, so every task keeps all of the node's GPUs visible
         dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
@@ -108,6 +113,15 @@ class TrainingJob(submitit.helpers.Checkpointable):
         # kill the task while submitit writes its result and Python exits
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         return summary
+
+
+def rendezvous_port(job_id: str, restart_count: int) -> int:
+    """The port rank 0 listens on, the same for every task of one allocation.
+
+    A requeued job keeps its id, and its next allocation can start while the previous one's
+    socket is still closing: each allocation moves on to the next port."""
+    first = zlib.crc32(job_id.encode()) % len(RENDEZVOUS_PORTS)
+    return RENDEZVOUS_PORTS[(first + restart_count) % len(RENDEZVOUS_PORTS)]
 
 
 def _alive(job_id: str) -> bool:
