@@ -5,8 +5,8 @@ Two stages, matching the DAG:
 1. Per shard, the prepare job records one signature per *kept* document, in document order, with
    :class:`SignatureWriter`: a 16-byte exact key and a MinHash row. On success it writes one ``.npz``
    (arrays ``exact`` (n, 16) uint8, ``minhash`` (n, num_perm) uint32, ``params`` JSON) atomically; a
-   failing block writes nothing. Rows are held in memory until then (``16 + 4 * num_perm`` bytes per
-   document: 528 B at 128 permutations).
+   failing block writes nothing. Rows wait in a temporary file until then (``16 + 4 * num_perm`` bytes
+   per document: 528 B at 128 permutations), so the job's memory does not grow with the shard.
 2. Per language, :func:`dedup_language` reads all of the language's signature files (in manifest order)
    and returns one int8 assignment per shard, one code per kept document: ``TRAIN`` 0, ``VALID`` 1,
    ``EXACT`` 2 (exact duplicate, removed), ``NEAR`` 3 (near duplicate, removed).
@@ -53,6 +53,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from euroflow.atomic import atomic_path
+from euroflow.data.spool import RowSpool, write_npz
 from euroflow.errors import EuroflowError
 
 TRAIN, VALID, EXACT, NEAR = 0, 1, 2, 3
@@ -138,19 +139,23 @@ def _signatures(normalized: list[bytes], num_perm: int, ngram: int, seed: int) -
 
 
 class SignatureWriter:
-    """Collect the signatures of one shard's kept documents; write them in one atomic ``.npz`` on success.
+    """Record the signatures of one shard's kept documents; write them in one atomic ``.npz`` on success.
 
     ``with SignatureWriter(path) as writer: writer.add(texts)`` per batch, in document order. Rows are
-    kept in memory until the block ends (``16 + 4 * num_perm`` bytes per document); an exception inside
-    the block leaves ``path`` untouched.
+    spooled to a temporary file beside ``path`` (``16 + 4 * num_perm`` bytes per document on disk, one
+    batch in memory); an exception inside the block leaves ``path`` untouched.
     """
 
     def __init__(self, path: PathLike, *, num_perm: int = 128, ngram: int = 5, seed: int = 1):
         self.path = Path(path)
         self.params = {"num_perm": num_perm, "ngram": ngram, "seed": seed, "scheme": SCHEME, "format": FORMAT}
-        self._exact: list[np.ndarray] = []
-        self._minhash: list[np.ndarray] = []
-        self.count = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._exact = RowSpool(np.uint8, 16, self.path.parent)
+        self._minhash = RowSpool(np.uint32, num_perm, self.path.parent)
+
+    @property
+    def count(self) -> int:
+        return self._exact.rows
 
     def __enter__(self) -> SignatureWriter:
         return self
@@ -160,19 +165,17 @@ class SignatureWriter:
             return
         normalized = [normalize(text).encode("utf-8") for text in texts]
         keys = b"".join(hashlib.blake2b(data, digest_size=16).digest() for data in normalized)
-        self._exact.append(np.frombuffer(keys, dtype=np.uint8).reshape(-1, 16))
-        self._minhash.append(_signatures(normalized, self.params["num_perm"], self.params["ngram"], self.params["seed"]))
-        self.count += len(texts)
+        self._exact.add(np.frombuffer(keys, dtype=np.uint8))
+        self._minhash.add(_signatures(normalized, self.params["num_perm"], self.params["ngram"], self.params["seed"]))
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            return
-        exact = np.concatenate(self._exact) if self._exact else np.zeros((0, 16), np.uint8)
-        minhash = (
-            np.concatenate(self._minhash) if self._minhash else np.zeros((0, self.params["num_perm"]), np.uint32)
-        )
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, exact=exact, minhash=minhash, params=np.array(json.dumps(self.params, sort_keys=True)))
+        try:
+            if exc_type is None:
+                with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+                    write_npz(f, {"exact": self._exact, "minhash": self._minhash}, self.params)
+        finally:
+            self._exact.close()
+            self._minhash.close()
 
 
 def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:

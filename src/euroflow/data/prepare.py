@@ -37,6 +37,7 @@ import zstandard
 from euroflow import languages
 from euroflow.atomic import atomic_path
 from euroflow.data.readers import BadLines, Document, read_documents, shard_format
+from euroflow.data.spool import RowSpool
 from euroflow.errors import EuroflowError
 
 CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -115,8 +116,8 @@ def prepare_shard(
     counts: Counter[str] = Counter()
     removed = dict.fromkeys(REMOVAL_STEPS, 0)
     sizes = {"docs_in": 0, "chars_in": 0, "bytes_in": 0, "docs_out": 0, "chars_out": 0, "bytes_out": 0}
-    kept_lengths: list[tuple[int, int]] = []
     batch: list[str] = []
+    batch_lengths: list[tuple[int, int]] = []
 
     with ExitStack() as stack:
         shard_tmp = stack.enter_context(atomic_path(out_shard))
@@ -125,6 +126,8 @@ def prepare_shard(
         writer = stack.enter_context(
             SignatureWriter(signatures, num_perm=near["num_perm"], ngram=near["ngram"])
         )
+        kept_lengths = RowSpool(np.int64, 2, lengths_tmp.parent)
+        stack.callback(kept_lengths.close)
         raw = stack.enter_context(open(shard_tmp, "wb"))
         out = stack.enter_context(zstandard.ZstdCompressor(level=3).stream_writer(raw))
         for doc in read_documents(shard, bad):
@@ -157,19 +160,20 @@ def prepare_shard(
             sizes["docs_out"] += 1
             sizes["chars_out"] += len(text)
             sizes["bytes_out"] += len(encoded)
-            kept_lengths.append((len(text), len(encoded)))
+            batch_lengths.append((len(text), len(encoded)))
             out.write(orjson.dumps({"id": doc.id, "url": doc.url, "line": doc.line, "text": text}))
             out.write(b"\n")
             batch.append(text)
             if len(batch) == SIGNATURE_BATCH:
                 writer.add(batch)
-                batch = []
-        if batch:
-            writer.add(batch)
+                kept_lengths.add(np.array(batch_lengths))
+                batch, batch_lengths = [], []
+        writer.add(batch)
+        kept_lengths.add(np.array(batch_lengths))
         bad.check()
         out.flush(zstandard.FLUSH_FRAME)
         with open(lengths_tmp, "wb") as fh:
-            np.save(fh, np.array(kept_lengths, dtype=np.int64).reshape(-1, 2), allow_pickle=False)
+            kept_lengths.write_npy(fh)
         report = {
             "shard": str(shard),
             "format": shard_format(shard),
