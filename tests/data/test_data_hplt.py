@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from euroflow.data import cli
-from euroflow.data.hplt import read_shard, write_shard
+from euroflow.data.hplt import decompressed_blocks, read_shard, write_shard
 from euroflow.data.ntrex import SYNTHETIC_FIELDS, build_ntrex_shard, ntrex_documents
 from euroflow.errors import EuroflowError
 
@@ -38,6 +38,13 @@ def test_multi_frame_shard_is_read_across_frames(tmp_path):
     c = zstandard.ZstdCompressor()
     path.write_bytes(c.compress(b"\n".join(lines[:3]) + b"\n") + c.compress(b"\n".join(lines[3:])))
     assert [d["id"] for d in read_shard(path)] == [f"d{i}" for i in range(6)]
+
+
+def test_a_highly_compressible_stream_is_decompressed_in_bounded_pieces(tmp_path):
+    path = tmp_path / "bomb.zst"
+    _zst(path, b"x" * (64 << 20))  # ~2 KB of zstd: a single 64 KiB read would expand to all 64 MB at once
+    sizes = [len(block) for block in decompressed_blocks(path, [0])]
+    assert sum(sizes) == 64 << 20 and max(sizes) <= 32 << 20
 
 
 def test_ntrex_shard_round_trip(tmp_path, data_root):
