@@ -55,4 +55,4 @@ def write_npz(out: IO[bytes], spools: dict[str, RowSpool], params: dict) -> None
             with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
                 spool.write_npy(entry)
         with archive.open("params.npy", "w") as entry:
-            np.lib.format.write_array(entry, np.array(json.dumps(params, sort_keys=True)), allow_pickle=False)
+            npy_format.write_array(entry, np.array(json.dumps(params, sort_keys=True)), allow_pickle=False)
