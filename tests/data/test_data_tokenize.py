@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -122,6 +123,21 @@ def test_assignment_of_the_wrong_length_leaves_nothing(tmp_path, data_root, smal
     with pytest.raises(EuroflowError, match="puts document 3 in valid, but there is no output prefix for valid"):
         tokenize_shard(shard, small_tokenizer, tmp_path / "o" / "a", assignment=np.array([0, 0, 0, 1] + [0] * 119, np.int8))
     assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_outputs_get_the_usual_permissions_and_a_failed_rerun_keeps_them(tmp_path, data_root, small_tokenizer):
+    shard = _shard(tmp_path, data_root)
+    prefix = tmp_path / "o" / "a"
+    tokenize_shard(shard, small_tokenizer, prefix)
+    umask = os.umask(0)
+    os.umask(umask)
+    files = sorted((tmp_path / "o").iterdir())
+    assert [f.name for f in files] == ["a.bin", "a.idx"]
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o666 & ~umask}
+    before = {f.name: f.read_bytes() for f in files}
+    with pytest.raises(EuroflowError, match="dedup assignment has 1 entries"):
+        tokenize_shard(shard, small_tokenizer, prefix, assignment=np.zeros(1, dtype=np.int8))
+    assert {f.name: f.read_bytes() for f in sorted((tmp_path / "o").iterdir())} == before
 
 
 def test_bad_shard_leaves_no_dataset(tmp_path, small_tokenizer):

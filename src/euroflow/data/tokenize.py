@@ -49,14 +49,15 @@ import os
 import queue
 import re
 import struct
-import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from euroflow.atomic import atomic_path
 from euroflow.data.hplt import decompressed_blocks
 from euroflow.errors import EuroflowError
 
@@ -367,17 +368,11 @@ def _write_index(path: Path, lengths: np.ndarray, dtype) -> None:
 
 
 class _Output:
-    """One split's dataset being written under temporary names beside its final paths."""
+    """One split's dataset being written to the temporary paths ``atomic_path`` gave its ``.bin`` and ``.idx``."""
 
-    def __init__(self, prefix: Path):
-        self.prefix = prefix
-        self.final_bin = prefix.with_name(prefix.name + ".bin")
-        self.final_idx = prefix.with_name(prefix.name + ".idx")
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{prefix.name}.", suffix=".bin.tmp", dir=prefix.parent)
-        self.tmp_bin = Path(name)
-        self.tmp_idx = Path(name.removesuffix(".bin.tmp") + ".idx.tmp")
-        self.file = os.fdopen(fd, "wb")
+    def __init__(self, tmp_bin: Path, tmp_idx: Path):
+        self.tmp_idx = tmp_idx
+        self.file = open(tmp_bin, "wb")
         self.lengths: list[np.ndarray] = []
         self.docs = self.tokens = 0
 
@@ -393,10 +388,16 @@ class _Output:
         self.lengths = []
         _write_index(self.tmp_idx, lengths, dtype)
 
-    def discard(self) -> None:
-        self.file.close()
-        self.tmp_bin.unlink(missing_ok=True)
-        self.tmp_idx.unlink(missing_ok=True)
+
+def _remove_on_success(paths: list[Path]):
+    """An ExitStack exit callback: unlink ``paths`` when the block succeeded."""
+
+    def remove(exc_type, exc, tb) -> None:
+        if exc_type is None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+    return remove
 
 
 def _prefixes(out_prefixes: Mapping[str, str | os.PathLike] | str | os.PathLike) -> dict[str, Path]:
@@ -453,39 +454,40 @@ def tokenize_shard(
     try:
         reader.start()  # reads the first batch while the tokenizer loads
         encoder = _Encoder(tokenizer_dir, threads or os.cpu_count() or 1)
-        for split, prefix in prefixes.items():
-            outputs[split] = _Output(prefix)
-        while True:
-            item = batches.get()
-            if isinstance(item, tuple) and item[0] is _END:
-                if isinstance(item[1], BaseException):
-                    raise item[1]
-                docs = item[1]
-                break
-            dropped += item.dropped
-            chars += item.chars
-            for split, texts in item.groups.items():
-                if len(texts):
-                    offsets, content = encoder.encode(texts)
-                    outputs[split].write(*_frame(offsets, content, encoder.prefix, encoder.suffix, encoder.dtype))
-        if assignment is not None and len(assignment) != docs:
-            raise EuroflowError(
-                f"{shard}: dedup assignment has {len(assignment)} entries but the shard has {docs} documents"
-            )
-        for output in outputs.values():
-            output.finish(encoder.dtype)
-        for output in outputs.values():
-            output.final_idx.unlink(missing_ok=True)
-        for output in outputs.values():
-            os.replace(output.tmp_bin, output.final_bin)
-        for output in outputs.values():
-            os.replace(output.tmp_idx, output.final_idx)
+        with ExitStack() as stack:
+            # renamed into place in reverse order of entry, on success only: the old .idx files are removed,
+            # then the .bin files move, then the .idx files, so a reader never pairs a new .bin with an old index
+            final_idx = {split: prefix.with_name(prefix.name + ".idx") for split, prefix in prefixes.items()}
+            tmp_idx = {split: stack.enter_context(atomic_path(path)) for split, path in final_idx.items()}
+            tmp_bin = {split: stack.enter_context(atomic_path(prefix.with_name(prefix.name + ".bin")))
+                       for split, prefix in prefixes.items()}
+            stack.push(_remove_on_success(list(final_idx.values())))
+            for split in prefixes:
+                outputs[split] = _Output(tmp_bin[split], tmp_idx[split])
+                stack.callback(outputs[split].file.close)
+            while True:
+                item = batches.get()
+                if isinstance(item, tuple) and item[0] is _END:
+                    if isinstance(item[1], BaseException):
+                        raise item[1]
+                    docs = item[1]
+                    break
+                dropped += item.dropped
+                chars += item.chars
+                for split, texts in item.groups.items():
+                    if len(texts):
+                        offsets, content = encoder.encode(texts)
+                        outputs[split].write(*_frame(offsets, content, encoder.prefix, encoder.suffix, encoder.dtype))
+            if assignment is not None and len(assignment) != docs:
+                raise EuroflowError(
+                    f"{shard}: dedup assignment has {len(assignment)} entries but the shard has {docs} documents"
+                )
+            for output in outputs.values():
+                output.finish(encoder.dtype)
     finally:
         stop.set()
         if reader.is_alive():
             reader.join()
-        for output in outputs.values():
-            output.discard()
     seconds = time.perf_counter() - started
     tokens = sum(o.tokens for o in outputs.values())
     return {
