@@ -20,6 +20,27 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_pipeline_config(repo_root, data_root):
+    """``make(out, name, langs, train_steps)``: workflow/configs/tiny.yaml shrunk for a whole-pipeline test,
+    writing into ``out``; the test adjusts the returned dict and writes it where Snakemake reads it."""
+    import yaml
+
+    def make(out: Path, name: str, langs: list[str], train_steps: int) -> dict:
+        cfg = yaml.safe_load((repo_root / "workflow" / "configs" / "tiny.yaml").read_text())
+        cfg["run"]["name"] = name
+        cfg["paths"] = {"data_root": str(data_root), "results": str(out), "provenance_db": str(out / "prov.sqlite")}
+        cfg["languages"] = langs
+        cfg["tokenizer"]["vocab_size"] = 1000
+        cfg["model"].update(hidden_size=64, ffn_hidden_size=176, seq_length=128)
+        cfg["training"].update(train_steps=train_steps, checkpoint_interval=train_steps // 2, warmup_steps=train_steps // 10,
+                               global_batch_size=8, micro_batch_size=4)
+        cfg["evaluation"]["bpb_languages"] = langs
+        return cfg
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, data_root) -> Path:
     """A tiny trained Llama with the contract's tokenizer, laid out like `euroflow train export-hf` output."""
     from tiny_model import build_model_dir

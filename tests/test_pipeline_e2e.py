@@ -16,16 +16,11 @@ LANGS = ["en", "de", "uk", "sr-Latn"]
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory, data_root, repo_root):
+def e2e(tmp_path_factory, repo_root, small_pipeline_config):
     out = tmp_path_factory.mktemp("e2e")
-    cfg = yaml.safe_load((repo_root / "workflow" / "configs" / "tiny.yaml").read_text())
-    cfg["run"]["name"] = "e2e"
-    cfg["paths"] = {"data_root": str(data_root), "results": str(out), "provenance_db": str(out / "prov.sqlite")}
-    cfg["languages"] = LANGS
-    cfg["tokenizer"].update(vocab_size=1000, sample_chars=400_000)
-    cfg["model"].update(hidden_size=64, ffn_hidden_size=176, seq_length=128)
-    cfg["training"].update(train_steps=30, checkpoint_interval=15, warmup_steps=3, global_batch_size=8, micro_batch_size=4)
-    cfg["evaluation"].update(bpb_languages=LANGS, multiple_choice=["belebele", "xcopa"], max_mc_items=8)
+    cfg = small_pipeline_config(out, "e2e", LANGS, train_steps=30)
+    cfg["tokenizer"]["sample_chars"] = 400_000
+    cfg["evaluation"].update(multiple_choice=["belebele", "xcopa"], max_mc_items=8)
     config_path = out / "e2e.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(

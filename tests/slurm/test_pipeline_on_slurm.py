@@ -15,16 +15,11 @@ LANGS = ["en", "de"]
 
 
 @pytest.fixture(scope="module")
-def slurm_run(tmp_path_factory, data_root, repo_root, slurm_cluster):
+def slurm_run(tmp_path_factory, repo_root, slurm_cluster, small_pipeline_config):
     out = tmp_path_factory.mktemp("slurm-e2e")
-    cfg = yaml.safe_load((repo_root / "workflow" / "configs" / "tiny.yaml").read_text())
-    cfg["run"]["name"] = "slurm-e2e"
-    cfg["paths"] = {"data_root": str(data_root), "results": str(out), "provenance_db": str(out / "prov.sqlite")}
-    cfg["languages"] = LANGS
-    cfg["tokenizer"].update(vocab_size=1000, sample_chars=200_000)
-    cfg["model"].update(hidden_size=64, ffn_hidden_size=176, seq_length=128)
-    cfg["training"].update(train_steps=20, checkpoint_interval=10, warmup_steps=2, global_batch_size=8, micro_batch_size=4)
-    cfg["evaluation"].update(bpb_languages=LANGS, multiple_choice=["belebele"], max_mc_items=4)
+    cfg = small_pipeline_config(out, "slurm-e2e", LANGS, train_steps=20)
+    cfg["tokenizer"]["sample_chars"] = 200_000
+    cfg["evaluation"].update(multiple_choice=["belebele"], max_mc_items=4)
     cfg["quantization"].update(gguf=["Q8_0"], torch_int8=False)
     config_path = out / "slurm-e2e.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
