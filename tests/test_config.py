@@ -46,6 +46,8 @@ def test_defaults_are_filled():
         (lambda c: c["training"].__setitem__("min_lr", 1.0), "training.min_lr: 1.0 exceeds training.lr"),
         (lambda c: c["training"].__setitem__("warmup_steps", 300), "training.warmup_steps: must be below"),
         (lambda c: c["training"].__setitem__("tensor_model_parallel_size", 3), "training.tensor_model_parallel_size: 3"),
+        (lambda c: c["data"].update(min_chars=500, max_chars=400), "data.min_chars: 500 is larger than data.max_chars 400"),
+        (lambda c: c["data"].__setitem__("dedup", "none"), "data.dedup: 'none' is not one of ['near', 'exact']"),
     ],
 )
 def test_bad_config_names_the_key(mutate, expected):

@@ -56,6 +56,13 @@ def _fill_defaults(schema: dict, instance: dict) -> None:
             _fill_defaults(sub, instance[key])
 
 
+def schema_defaults(section: str) -> dict:
+    """What the schema gives a config section (e.g. ``data``) when the config leaves keys out."""
+    defaults: dict = {}
+    _fill_defaults(load_schema()["properties"][section], defaults)
+    return defaults
+
+
 def validate(config: dict, source: str = "<config>") -> dict:
     """Validate ``config`` in place (defaults filled, languages expanded) and return it."""
     schema = load_schema()
@@ -79,6 +86,9 @@ def validate(config: dict, source: str = "<config>") -> dict:
         missing = [k for k in config["languages"] if k not in config["sampling"].get("weights", {})]
         if missing:
             raise EuroflowError(f"{source}: sampling.weights: policy explicit needs a weight for {missing[0]}")
+    data = config["data"]
+    if data["min_chars"] > data["max_chars"]:
+        raise EuroflowError(f"{source}: data.min_chars: {data['min_chars']} is larger than data.max_chars {data['max_chars']}")
     model, training = config["model"], config["training"]
     model.setdefault("num_query_groups", model["num_attention_heads"])
     if model["num_attention_heads"] % model["num_query_groups"]:

@@ -34,38 +34,26 @@ import numpy as np
 import orjson
 import zstandard
 
-from euroflow import languages
+from euroflow import config, languages
 from euroflow.atomic import atomic_path
+from euroflow.data.hplt import COMPRESSION_LEVEL
 from euroflow.data.readers import BadLines, Document, read_documents, shard_format
 from euroflow.data.spool import RowSpool
-from euroflow.errors import EuroflowError
 
 CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 SIGNATURE_BATCH = 1000
 REMOVAL_STEPS = ("hplt_filter", "doc_score", "language", "lang_agreement", "too_short", "too_long")
-DEFAULTS: dict[str, Any] = {
-    "min_chars": 200,
-    "max_chars": 1_000_000,
-    "keep_filter_values": ["keep"],
-    "min_doc_score": None,
-    "min_lang_agreement": None,
-    "strip_control_chars": True,
-    "max_bad_fraction": 0.001,
-    "dedup": "near",
-    "near_dedup": {"threshold": 0.75, "num_perm": 128, "ngram": 5, "lsh_weights": [0.1, 0.9]},
-}
+FILTER_KEYS = (
+    "min_chars", "max_chars", "keep_filter_values", "min_doc_score", "min_lang_agreement", "strip_control_chars",
+    "max_bad_fraction", "dedup", "near_dedup",
+)
 
 
 def filter_params(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The filter settings from a config's ``data`` section, defaults filled in and checked."""
-    params = {key: data.get(key, default) for key, default in DEFAULTS.items()}
-    params["near_dedup"] = {**DEFAULTS["near_dedup"], **(data.get("near_dedup") or {})}
-    if params["min_chars"] > params["max_chars"]:
-        raise EuroflowError(f"data.min_chars: {params['min_chars']} is larger than data.max_chars {params['max_chars']}")
-    if params["dedup"] not in {"near", "exact", "none"}:
-        raise EuroflowError(f"data.dedup: unknown value {params['dedup']!r} (near, exact or none)")
-    if not 0 <= params["max_bad_fraction"] < 1:
-        raise EuroflowError(f"data.max_bad_fraction: {params['max_bad_fraction']} is not in [0, 1)")
+    """The filter settings from a config's ``data`` section, with the config schema's defaults for what it leaves out."""
+    defaults = config.schema_defaults("data")
+    params = {key: data.get(key, defaults[key]) for key in FILTER_KEYS}
+    params["near_dedup"] = {**defaults["near_dedup"], **(data.get("near_dedup") or {})}
     return params
 
 
@@ -129,7 +117,7 @@ def prepare_shard(
         kept_lengths = RowSpool(np.int64, 2, lengths_tmp.parent)
         stack.callback(kept_lengths.close)
         raw = stack.enter_context(open(shard_tmp, "wb"))
-        out = stack.enter_context(zstandard.ZstdCompressor(level=3).stream_writer(raw))
+        out = stack.enter_context(zstandard.ZstdCompressor(level=COMPRESSION_LEVEL).stream_writer(raw))
         for doc in read_documents(shard, bad):
             sizes["docs_in"] += 1
             sizes["chars_in"] += len(doc.text)

@@ -22,6 +22,7 @@ from euroflow import languages
 from euroflow.atomic import atomic_path
 from euroflow.data import dedup
 from euroflow.data.prepare import REMOVAL_STEPS, filter_params
+from euroflow.data.readers import BAD_LINE_EXAMPLES
 from euroflow.errors import EuroflowError
 from euroflow.jsonfile import read_json
 
@@ -116,7 +117,7 @@ def deduplicate_language(
         "bytes_in": total("bytes_in"),
         "lines": total("lines"),
         "bad_lines": total("bad_lines"),
-        "bad_line_examples": [e for r in shard_reports for e in r.get("bad_line_examples", [])][:20],
+        "bad_line_examples": [e for r in shard_reports for e in r.get("bad_line_examples", [])][:BAD_LINE_EXAMPLES],
         "docs_filtered": total("docs_out"),
         "docs_out": out["docs"],
         "chars_out": out["chars"],
