@@ -2,6 +2,7 @@
 # deduplicate each language across its shards -> language weights -> tokenize each shard -> blend.
 # Shards come from the run's manifest (paths.shards), never from globbing in a rule.
 # Rule bodies call `euroflow data ...` (src/euroflow/data/cli.py).
+from euroflow.data.prepare import filter_params
 
 
 rule demo_shard:
@@ -31,7 +32,7 @@ rule prepare_shard:
         paths.log("prepare_shard/{lang}/{shard}"),
     params:
         config=paths.resolved_config,
-        filters={k: v for k, v in config["data"].items() if k != "source"},
+        filters=filter_params(config["data"]),
     conda:
         "../../envs/euroflow.yaml"
     shell:

@@ -15,13 +15,12 @@ rule train_tokenizer:
     params:
         config=paths.resolved_config,
         tokenizer=config["tokenizer"],
-        shards=lambda wildcards: [f"{lang}={shard}" for lang in LANGS for shard in paths.tokenizer_shards(lang)],
         seed=config["run"]["seed"],
     threads: 2
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow tokenizer train --config {params.config} --shards {params.shards} --blend {input.weights}"
+        "euroflow tokenizer train --config {params.config} --blend {input.weights}"
         " --out {output} > {log} 2>&1"
 
 

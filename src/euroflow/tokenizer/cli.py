@@ -40,7 +40,14 @@ def _train(args: argparse.Namespace) -> int:
     from euroflow.tokenizer.train import train_tokenizer
 
     cfg = config.load(args.config)
-    summary = train_tokenizer(cfg, _shard_languages(args.shards), args.blend, args.out)
+    if args.shards:
+        shards = _shard_languages(args.shards)
+    else:
+        from euroflow.paths import RunPaths
+
+        paths = RunPaths(cfg)
+        shards = {lang: [Path(p) for p in paths.tokenizer_shards(lang)] for lang in cfg["languages"]}
+    summary = train_tokenizer(cfg, shards, args.blend, args.out)
     print(
         f"{args.out}: vocab {summary['vocab_size']}, trained on {summary['sample_chars']:,} characters "
         f"of {len(summary['languages'])} languages in {summary['training_seconds']:.1f} s"
@@ -75,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the tokenizer on clean shards, weighted like the blend")
     p.add_argument("--config", required=True, help="run config (tokenizer section, run.seed, paths.data_root)")
-    p.add_argument("--shards", nargs="+", required=True, help="prepared shards: PATH or LANG=PATH (several per language allowed)")
+    p.add_argument("--shards", nargs="+",
+                   help="prepared shards: PATH or LANG=PATH (several per language allowed); default: the run's own, "
+                        "tokenizer.shards_per_language of each language")
     p.add_argument("--blend", required=True, help="blend.json (per-language weights)")
     p.add_argument("--out", required=True, help="tokenizer directory to create")
     p.set_defaults(func=_train)
