@@ -83,11 +83,10 @@ def build_tokenizer(tokenizer_dir: str | Path):
     return EuroflowTokenizer(Path(tokenizer_dir), read_meta(tokenizer_dir))
 
 
-def read_blend(blend_path: str | Path, split: str | None = None) -> tuple[list[str], list[float]]:
-    """(prefixes, weights) from ``blend.json``'s megatron_blend (or ``megatron_blend_per_split[split]``);
-    each prefix must have .bin and .idx."""
+def read_blend(blend_path: str | Path) -> tuple[list[str], list[float]]:
+    """(prefixes, weights) from ``blend.json``'s megatron_blend; each prefix must have .bin and .idx."""
     blend_path = Path(blend_path)
-    return _blend_entries(read_json(blend_path, "blend file"), blend_path, split)
+    return _blend_entries(read_json(blend_path, "blend file"), blend_path, None)
 
 
 def _blend_entries(blend: object, blend_path: Path, split: str | None) -> tuple[list[str], list[float]]:
@@ -163,7 +162,7 @@ def build_datasets(config: dict, blend_path, tokenizer_dir, cache_dir, *, train_
         valid = _blend_entries(blend, blend_path, "valid") if valid_fraction > 0 else None
         blend_args: dict = {"blend_per_split": [_blend_entries(blend, blend_path, "train"), valid, None]}
     else:
-        prefixes, weights = read_blend(blend_path)
+        prefixes, weights = _blend_entries(blend, blend_path, None)
         check_split_sizes(prefixes, valid_fraction, blend_path)
         blend_args = {"blend": (prefixes, weights), "split": split_string(valid_fraction)}
     tokenizer = build_tokenizer(tokenizer_dir)
