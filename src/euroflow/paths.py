@@ -199,9 +199,11 @@ def artifact_category(path: str) -> str:
         return "config"
     if name == "train_log.jsonl":
         return "training_log"
+    if within("data", "dedup") or (within("data", "filtered") and name.endswith((".report.json", ".sig.npz", ".lengths.npy"))):
+        return "dedup"
     if within("data", "raw") or within("data", "filtered") or name.endswith((".jsonl.zst", ".parquet", ".jsonl")):
-        return "shard" if not name.endswith((".report.json", ".sig.npz", ".lengths.npy")) else "statistics"
-    if within("data", "stats") or within("data", "dedup"):
+        return "shard"
+    if within("data", "stats"):
         return "statistics"
     if within("data", "blend"):
         return "blend"

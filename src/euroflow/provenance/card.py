@@ -362,8 +362,6 @@ def _data_sections(config: dict | None, record: _Record, tokens_seen: Any) -> tu
     notes: list[str] = []
     stats_by_lang: dict[str, tuple[dict, Any, Any]] = {}
     for artifact in record.of("statistics"):
-        if Path(artifact["path"]).parent.name != "stats":
-            continue  # per-shard reports and signatures; the language's statistics sum them
         lang_from_path = Path(artifact["path"]).name.removesuffix(".json")
         stats, state = record.read_json(artifact, f"cleaning statistics ({lang_from_path})", notes)
         lang = stats.get("lang", lang_from_path) if isinstance(stats, dict) else lang_from_path
