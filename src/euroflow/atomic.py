@@ -41,6 +41,13 @@ def atomic_path(final: str | os.PathLike, *, directory: bool = False) -> Iterato
         raise
 
 
+def write_text(final: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``final`` atomically; return ``final`` as a Path."""
+    with atomic_path(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(final)
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

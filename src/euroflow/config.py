@@ -143,14 +143,13 @@ def config_hash(config: dict) -> str:
 
 def write_resolved(config: dict, path: str | os.PathLike) -> Path:
     """Write the resolved config as JSON, leaving the file (and its mtime) alone when unchanged."""
-    from euroflow.atomic import atomic_path
+    from euroflow.atomic import write_text
 
     path = Path(path)
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return path
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text(path, text)
     return path
 
 

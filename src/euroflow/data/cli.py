@@ -130,11 +130,9 @@ def _tokenize(args: argparse.Namespace) -> int:
             f"({result['tokens_per_s']:,.0f} tokens/s, {result['backend']})"
         )
     if args.report:
-        from euroflow.atomic import atomic_path
+        from euroflow.atomic import write_text
 
-        with atomic_path(args.report) as tmp:
-            report = results[0] if len(results) == 1 else results
-            tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_text(args.report, json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
     return 0
 
 

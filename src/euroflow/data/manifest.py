@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from euroflow import languages
-from euroflow.atomic import atomic_path
+from euroflow.atomic import write_text
 from euroflow.data.readers import shard_format
 from euroflow.errors import EuroflowError
 
@@ -84,6 +84,5 @@ def write_manifest(
     for lang in langs:
         for shard in list_language(shards_dir, lang, pattern).values():
             lines.append(f"{lang}\t{os.path.relpath(Path(shard).resolve(), out.parent.resolve())}")
-    with atomic_path(out) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out, "\n".join(lines) + "\n")
     return len(lines) - 1

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from euroflow.atomic import atomic_path
+from euroflow.atomic import write_text
 from euroflow.data.statistics import read_stats
 from euroflow.errors import EuroflowError
 from euroflow.jsonfile import read_json
@@ -180,8 +180,7 @@ def weights_markdown(weights: Mapping[str, Any]) -> str:
 
 def _write_texts(out_dir: Path, outputs: Mapping[str, str]) -> None:
     for name, content in outputs.items():
-        with atomic_path(out_dir / name) as tmp:
-            tmp.write_text(content, encoding="utf-8")
+        write_text(out_dir / name, content)
 
 
 def write_weights(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from euroflow.atomic import atomic_path
+from euroflow.atomic import atomic_path, write_text
 from euroflow.errors import EuroflowError
 from euroflow.jsonfile import read_json
 
@@ -152,12 +152,10 @@ def write_report(
     mc = read_results(mc_json, "multiple-choice", ("tasks",)) if mc_json else None
     summary = build_summary(bpb, mc)
     write_json(summary, out_json)
-    with atomic_path(out_md) as tmp:
-        tmp.write_text(markdown(summary), encoding="utf-8")
+    write_text(out_md, markdown(summary))
     chart(summary, out_png)
     return summary
 
 
 def write_json(document: dict, out: str | Path) -> None:
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(out, json.dumps(document, indent=2, ensure_ascii=False) + "\n")

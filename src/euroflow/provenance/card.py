@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Engine
 
-from euroflow.atomic import atomic_path
+from euroflow.atomic import write_text
 from euroflow.languages import LANGUAGES
 from euroflow.model_size import padded_vocab_size, parameter_count
 from euroflow.provenance.hashing import sha256_file
@@ -751,10 +751,8 @@ def write_card(engine: Engine, run_id: str, out_dir: Path) -> tuple[Path, Path]:
     markdown = card_markdown(card)
     out_dir = Path(out_dir)
     md_path, json_path = out_dir / "card.md", out_dir / "card.json"
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    with atomic_path(md_path) as tmp:
-        tmp.write_text(markdown, encoding="utf-8")
+    write_text(json_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    write_text(md_path, markdown)
     return md_path, json_path
 
 

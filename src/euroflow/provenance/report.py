@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 from sqlalchemy import Engine
 
-from euroflow.atomic import atomic_path
+from euroflow.atomic import write_text
 from euroflow.provenance.queries import run_detail
 
 # worst status wins when a rule's attempts disagree
@@ -48,8 +48,7 @@ def write_report(engine: Engine, run_id: str, out: Path) -> Path:
     detail = run_detail(engine, run_id)
     html = render_report(detail)
     out = Path(out)
-    with atomic_path(out) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    write_text(out, html)
     return out
 
 

@@ -113,10 +113,9 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    from euroflow.atomic import atomic_path
+    from euroflow.atomic import write_text
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 class JobRecord:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from euroflow.atomic import atomic_path
+from euroflow.atomic import atomic_path, write_text
 from euroflow.errors import EuroflowError
 
 QTYPES = ("F16", "Q8_0", "Q4_0")
@@ -246,5 +246,4 @@ def export_gguf(model_dir: str | Path, out: str | Path, qtype: str, *, name: str
 
 
 def write_summary(summary: dict, out: str | Path) -> None:
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text(out, json.dumps(summary, indent=2) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from euroflow.atomic import atomic_path
+from euroflow.atomic import write_text
 from euroflow.errors import EuroflowError
 
 REFERENCE = "hf-fp32"
@@ -161,7 +161,5 @@ def markdown(table: dict) -> str:
 
 
 def write_quality(table: dict, out_json: str | Path, out_md: str | Path) -> None:
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
-    with atomic_path(out_md) as tmp:
-        tmp.write_text(markdown(table), encoding="utf-8")
+    write_text(out_json, json.dumps(table, indent=2) + "\n")
+    write_text(out_md, markdown(table))

@@ -52,16 +52,8 @@ def train_tokenizer_from_texts(
     """Train on ``texts`` and write the tokenizer directory ``out_dir`` atomically; return ``out_dir``."""
     out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
-        _readable_by_all(tmp)
         _train_into(tmp, texts, vocab_size, character_coverage, seed, name=str(out_dir))
     return out_dir
-
-
-def _readable_by_all(directory: Path) -> None:
-    """Give a temporary directory (created 0700) the permissions a normal ``mkdir`` would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
 
 
 def _train_into(
@@ -275,7 +267,6 @@ def train_tokenizer(
     random.Random(seed).shuffle(texts)
     out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
-        _readable_by_all(tmp)
         _train_into(
             tmp,
             texts,

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from euroflow.atomic import atomic_path
+from euroflow.atomic import write_text
 from euroflow.errors import EuroflowError
 from euroflow.train import checkpoint, shims
 from euroflow.train.model import quiet_megatron_warnings
@@ -336,8 +336,7 @@ class _Trainer:
         return resume_from, (kept[-1]["elapsed_s"] if kept else 0.0)
 
     def _rewrite_log(self, entries: list[dict]) -> None:
-        with atomic_path(self.log_path) as tmp:
-            tmp.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+        write_text(self.log_path, "".join(json.dumps(e) + "\n" for e in entries))
 
     def _save(self, step: int) -> None:
         checkpoint.save_checkpoint(
