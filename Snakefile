@@ -1,21 +1,22 @@
 # euroflow: data preparation -> tokenizer -> Megatron-Core pretraining -> evaluation -> quantization.
-# Run config: --configfile workflow/configs/<name>.yaml (default: the tiny CPU demo).
+# Run config: exactly the --configfile(s) given (plus --config values); without one, the tiny CPU demo.
 from pathlib import Path
 
-from euroflow.config import validate as validate_run_config, write_resolved
+from euroflow.config import write_resolved
 from euroflow.paths import RunPaths
 from euroflow.provenance import announce_run_context
 from euroflow.provenance.sidecar import record_job_sidecars
-from euroflow.sites.current import pretrain_launch_args
-from euroflow.workflow import put_euroflow_on_path
-
-
-configfile: "workflow/configs/tiny.yaml"
+from euroflow.sites.current import check_submission_account, pretrain_launch_args
+from euroflow.workflow import one_line_errors, put_euroflow_on_path, resolve_run_config
 
 
 put_euroflow_on_path()
-validate_run_config(config, source=" + ".join(map(str, workflow.configfiles)) or "run config")
-paths = RunPaths(config)
+with one_line_errors():
+    CONFIG_FILES = resolve_run_config(config, workflow.overwrite_configfiles, workflow.basedir)
+    paths = RunPaths(config)
+    paths.check_sources()
+    if workflow.is_main_process:
+        check_submission_account(workflow.basedir)
 LANGS = config["languages"]
 write_resolved(config, paths.resolved_config)
 
@@ -27,11 +28,7 @@ wildcard_constraints:
 
 onstart:
     # every job of this run is recorded by the euroflow logger plugin (profiles set `logger: [euroflow]`)
-    announce_run_context(
-        config,
-        db=paths.provenance_db,
-        config_path=workflow.configfiles[-1] if workflow.configfiles else None,
-    )
+    announce_run_context(config, db=paths.provenance_db, config_path=CONFIG_FILES[-1])
 
 
 include: "workflow/rules/data.smk"

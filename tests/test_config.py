@@ -48,6 +48,37 @@ def test_defaults_are_filled():
         (lambda c: c["training"].__setitem__("tensor_model_parallel_size", 3), "training.tensor_model_parallel_size: 3"),
         (lambda c: c["data"].update(min_chars=500, max_chars=400), "data.min_chars: 500 is larger than data.max_chars 400"),
         (lambda c: c["data"].__setitem__("dedup", "none"), "data.dedup: 'none' is not one of ['near', 'exact']"),
+        (
+            lambda c: c["sampling"].update(policy="explicit", weights={k: 1.0 for k in languages.ALL_KEYS} | {"de": float("nan")}),
+            "sampling.weights.de: nan is not a finite number",
+        ),
+        (
+            lambda c: c["sampling"].update(policy="explicit", weights={k: 1.0 for k in languages.ALL_KEYS} | {"de": float("inf")}),
+            "sampling.weights.de: inf is not a finite number",
+        ),
+        (lambda c: c["training"].__setitem__("lr", float("-inf")), "training.lr: -inf is not a finite number"),
+        (
+            lambda c: c["sampling"].update(policy="explicit", weights={k: 0 for k in languages.ALL_KEYS}),
+            "sampling.weights: every weight is 0; give at least one language a positive weight",
+        ),
+        (
+            lambda c: c["model"].update(hidden_size=132, num_attention_heads=4, num_query_groups=4),
+            "model.hidden_size: hidden_size / num_attention_heads = 33 is odd; rotary position embeddings",
+        ),
+        (
+            lambda c: c["training"].update(tensor_model_parallel_size=2, nproc=3),
+            "training.tensor_model_parallel_size x pipeline_model_parallel_size = 2 x 1 = 2 does not divide the 3 ranks of training.nproc",
+        ),
+        (
+            lambda c: c["training"].update(global_batch_size=24, micro_batch_size=8, nproc=2),
+            "training.global_batch_size: 24 is not a multiple of micro_batch_size x data-parallel size = 8 x 2",
+        ),
+        (lambda c: c["languages"].__setitem__(0, "German") if isinstance(c["languages"], list) else c.__setitem__("languages", ["German"]),
+         "languages: unknown language code 'German'; did you mean 'de'?"),
+        (lambda c: c["evaluation"].__setitem__("bpb_languages", ["sr-latn"]),
+         "evaluation.bpb_languages: unknown language code 'sr-latn'; did you mean 'sr-Latn'?"),
+        (lambda c: c["paths"].__setitem__("results", "results\nrm -rf ~"), "paths.results: 'results\\nrm -rf ~' contains the control character '\\n'"),
+        (lambda c: c["paths"].__setitem__("data_root", ""), "paths.data_root: '' is empty"),
     ],
 )
 def test_bad_config_names_the_key(mutate, expected):
@@ -96,3 +127,26 @@ def test_resolved_json_config_loads_back_identically(tmp_path):
     resolved = config.load(TINY)
     target = config.write_resolved(resolved, tmp_path / "config.resolved.json")
     assert config.load(target) == resolved
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p.mkdir(), "is a directory; a run config is a YAML file"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"), "not a text file (invalid UTF-8 at byte 0); a run config is YAML"),
+        (lambda p: p.write_text("- a\n- list\n"), "a run config must be a mapping"),
+    ],
+    ids=["directory", "binary", "list"],
+)
+def test_a_config_that_is_no_config_file_is_one_line(make, expected, tmp_path):
+    path = tmp_path / "cfg.yaml"
+    make(path)
+    proc = subprocess.run([sys.executable, "-m", "euroflow.cli", "config", "check", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"euroflow: error: {path}: {expected}"
+
+
+def test_language_suggestions():
+    assert [languages.suggestion(k) for k in ("German", "DE", "deu_Latn", "sr-latn", "Greek", "Klingon")] == [
+        "de", "de", "de", "sr-Latn", "el", None
+    ]

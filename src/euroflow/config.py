@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -63,29 +64,96 @@ def schema_defaults(section: str) -> dict:
     return defaults
 
 
+# config values that become paths (and command-line arguments of the rules)
+PATH_KEYS = (("paths", "data_root"), ("paths", "results"), ("paths", "provenance_db"),
+             ("data", "source", "shards"), ("data", "source", "manifest"), ("data", "source", "pattern"))
+
+
+def _non_finite(value, where: tuple[str, ...] = ()) -> tuple[str, float] | None:
+    """The key path of the first NaN or infinity in ``value`` (YAML's .nan, .inf), if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".".join(where), value
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, sub in items:
+        found = _non_finite(sub, (*where, str(key)))
+        if found:
+            return found
+    return None
+
+
+def path_problem(value: str) -> str | None:
+    """Why a string cannot be a path euroflow passes on (None if it can). Spaces, quotes, ``$``,
+    ``;`` and backticks are fine (every rule quotes its values); control characters are refused:
+    newlines split Snakemake's and Slurm's line-based files, and no file system tool shows them."""
+    bad = next((ch for ch in value if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        return f"contains the control character {bad!r}; rename the file or directory"
+    if not value.strip():
+        return "is empty"
+    return None
+
+
+def layout_problem(training: dict, world: int, ranks: str) -> str | None:
+    """Why ``world`` training ranks cannot run the configured parallelism (None if they can):
+    TP x PP must divide the ranks, and the micro batches of a step must split evenly over the
+    data-parallel ranks. ``ranks`` says where the count comes from, for the message.
+    The one check config check, site check, plan and the trainer share."""
+    tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
+    if world % (tp * pp):
+        return (
+            f"training.tensor_model_parallel_size x pipeline_model_parallel_size = {tp} x {pp} = {tp * pp} "
+            f"does not divide the {world} ranks of {ranks}"
+        )
+    dp = world // (tp * pp)
+    gbs, mbs = training["global_batch_size"], training["micro_batch_size"]
+    if gbs % (mbs * dp):
+        return (
+            f"training.global_batch_size: {gbs} is not a multiple of micro_batch_size x data-parallel size "
+            f"= {mbs} x {dp} ({world} ranks of {ranks} / TP x PP {tp * pp})"
+        )
+    return None
+
+
 def validate(config: dict, source: str = "<config>") -> dict:
     """Validate ``config`` in place (defaults filled, languages expanded) and return it."""
+    non_finite = _non_finite(config)
+    if non_finite:
+        raise EuroflowError(f"{source}: {non_finite[0]}: {non_finite[1]} is not a finite number")
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         raise EuroflowError(f"{source}: {schema_error_message(errors[0])}")
     _fill_defaults(schema, config)
-    try:
-        config["languages"] = languages.resolve(config["languages"])
-        ev = config["evaluation"]
-        ev["bpb_languages"] = languages.resolve(ev["bpb_languages"])
-    except EuroflowError as exc:
-        raise EuroflowError(f"{source}: languages: {exc}") from None
+    for where, section, key in (("languages", config, "languages"), ("evaluation.bpb_languages", config["evaluation"], "bpb_languages")):
+        try:
+            section[key] = languages.resolve(section[key])
+        except EuroflowError as exc:
+            raise EuroflowError(f"{source}: {where}: {exc}") from None
     for key in config["sampling"].get("weights", {}):
         if key not in languages.LANGUAGES:
             raise EuroflowError(f"{source}: sampling.weights.{key}: unknown language code")
         if key not in config["languages"]:
             raise EuroflowError(f"{source}: sampling.weights.{key}: language not in this run's languages")
     if config["sampling"]["policy"] == "explicit":
-        missing = [k for k in config["languages"] if k not in config["sampling"].get("weights", {})]
+        weights = config["sampling"].get("weights", {})
+        missing = [k for k in config["languages"] if k not in weights]
         if missing:
             raise EuroflowError(f"{source}: sampling.weights: policy explicit needs a weight for {missing[0]}")
+        if not any(weights[k] > 0 for k in config["languages"]):
+            raise EuroflowError(f"{source}: sampling.weights: every weight is 0; give at least one language a positive weight")
+    for keys in PATH_KEYS:
+        value = config
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        problem = path_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise EuroflowError(f"{source}: {'.'.join(keys)}: {value!r} {problem}")
     data = config["data"]
     if data["min_chars"] > data["max_chars"]:
         raise EuroflowError(f"{source}: data.min_chars: {data['min_chars']} is larger than data.max_chars {data['max_chars']}")
@@ -95,6 +163,12 @@ def validate(config: dict, source: str = "<config>") -> dict:
         raise EuroflowError(f"{source}: model.num_query_groups: must divide num_attention_heads")
     if model["hidden_size"] % model["num_attention_heads"]:
         raise EuroflowError(f"{source}: model.hidden_size: must be a multiple of num_attention_heads")
+    head_dim = model["hidden_size"] // model["num_attention_heads"]
+    if head_dim % 2:
+        raise EuroflowError(
+            f"{source}: model.hidden_size: hidden_size / num_attention_heads = {head_dim} is odd; "
+            "rotary position embeddings rotate pairs of dimensions, so the head dimension must be even"
+        )
     if training["global_batch_size"] % training["micro_batch_size"]:
         raise EuroflowError(f"{source}: training.global_batch_size: must be a multiple of micro_batch_size")
     if training["min_lr"] > training["lr"]:
@@ -108,11 +182,15 @@ def validate(config: dict, source: str = "<config>") -> dict:
         )
     if model["num_layers"] % pp:
         raise EuroflowError(f"{source}: training.pipeline_model_parallel_size: {pp} must divide model.num_layers")
+    layout = layout_problem(training, training["nproc"], "training.nproc")
+    if layout:
+        raise EuroflowError(f"{source}: {layout}")
     training.setdefault("checkpoint_interval", training["train_steps"])
     return config
 
 
-def load(path: str | os.PathLike) -> dict:
+def read(path: str | os.PathLike) -> dict:
+    """A run config file as written (YAML, or JSON for resolved configs), not yet validated."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -120,6 +198,12 @@ def load(path: str | os.PathLike) -> dict:
             config = json.load(fh) if path.suffix == ".json" else yaml.safe_load(fh)
     except FileNotFoundError:
         raise EuroflowError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise EuroflowError(f"{path}: is a directory; a run config is a YAML file") from None
+    except PermissionError:
+        raise EuroflowError(f"{path}: cannot read the config file: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise EuroflowError(f"{path}: not a text file (invalid UTF-8 at byte {exc.start}); a run config is YAML") from None
     except json.JSONDecodeError as exc:
         raise EuroflowError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     except yaml.YAMLError as exc:
@@ -128,7 +212,11 @@ def load(path: str | os.PathLike) -> dict:
         raise EuroflowError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(config, dict):
         raise EuroflowError(f"{path}: a run config must be a mapping")
-    return validate(config, str(path))
+    return config
+
+
+def load(path: str | os.PathLike) -> dict:
+    return validate(read(path), str(path))
 
 
 def data_root(config: dict) -> Path:

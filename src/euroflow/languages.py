@@ -68,11 +68,28 @@ LANGUAGES: dict[str, Language] = {row[0]: Language(*row) for row in _TABLE}
 ALL_KEYS: tuple[str, ...] = tuple(LANGUAGES)
 
 
+def suggestion(key: str) -> str | None:
+    """The registry key a mistyped ``key`` most likely means: a language name (``German``), an
+    HPLT or FLORES code (``deu_Latn``), another case (``DE``) or a close spelling (``sr-latn``)."""
+    import difflib
+
+    wanted = str(key).strip().casefold()
+    for language in LANGUAGES.values():
+        names = {language.key, language.name, language.hplt, language.flores, language.name.split(" (")[0]}
+        if wanted in {name.casefold() for name in names}:
+            return language.key
+    folded = {k.casefold(): k for k in ALL_KEYS} | {lang.name.casefold(): lang.key for lang in LANGUAGES.values()}
+    close = difflib.get_close_matches(wanted, list(folded), n=1, cutoff=0.75)
+    return folded[close[0]] if close else None
+
+
 def get(key: str) -> Language:
     try:
         return LANGUAGES[key]
-    except KeyError:
-        raise EuroflowError(f"unknown language code {key!r}; known: {', '.join(ALL_KEYS)}") from None
+    except (KeyError, TypeError):
+        near = suggestion(key)
+        hint = f"did you mean {near!r}?" if near else f"known: {', '.join(ALL_KEYS)}"
+        raise EuroflowError(f"unknown language code {key!r}; {hint}") from None
 
 
 def by_hplt_code(code: str) -> Language:

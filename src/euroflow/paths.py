@@ -59,12 +59,30 @@ class RunPaths:
             return {lang: {DEMO_SHARD: self.raw_shard(lang)} for lang in langs}
         if source.get("manifest"):
             listed = manifest.read_manifest(source["manifest"], source.get("shards"))
-            missing = [lang for lang in langs if not listed.get(lang)]
-            if missing:
-                raise EuroflowError(f"{source['manifest']}: no shards for language {missing[0]} (data.source.manifest)")
-            return listed
-        pattern = source.get("pattern", "*.jsonl.zst")
-        return {lang: manifest.list_language(source["shards"], lang, pattern) for lang in langs}
+            where = f"data.source.manifest: {source['manifest']}"
+        else:
+            if not source.get("shards"):
+                raise EuroflowError("data.source.shards: not set; kind hplt needs the directory of the shards (or a manifest)")
+            if not Path(source["shards"]).is_dir():
+                raise EuroflowError(
+                    f"data.source.shards: {source['shards']} ({Path(source['shards']).absolute()}) is not a directory on this "
+                    "machine; point it at your HPLT copy (--config data='{source: {kind: hplt, shards: DIR}}'), or plan "
+                    "without the data: euroflow site check SITE --config CONFIG simulates one shard per language"
+                )
+            pattern = source.get("pattern", "*.jsonl.zst")
+            listed = {lang: manifest.list_language(source["shards"], lang, pattern) for lang in langs}
+            where = f"data.source.shards: {source['shards']} (pattern {pattern})"
+        missing = [lang for lang in langs if not listed.get(lang)]
+        if missing:
+            from euroflow.languages import get
+
+            named = ", ".join(f"{lang} ({get(lang).hplt})" for lang in missing[:8]) + (" ..." if len(missing) > 8 else "")
+            raise EuroflowError(f"{where}: no shards for {len(missing)} of {len(langs)} languages: {named}")
+        return {lang: listed[lang] for lang in langs}
+
+    def check_sources(self) -> None:
+        """List every language's shards now: a missing source is one error naming every language without shards."""
+        self.shards(self.config["languages"][0])
 
     def shard_ids(self, lang: str) -> list[str]:
         return list(self.shards(lang))

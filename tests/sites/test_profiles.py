@@ -70,13 +70,34 @@ def test_gpu_request_on_a_cpu_partition_is_named(tmp_path):
     assert found == [f"{tmp_path}/snellius/config.v8+.yaml: set-resources.bits_per_byte: asks for GPUs on genoa, a partition without GPUs"]
 
 
+def _dry_run(name: str, workdir, account: str | None) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{REPO_ROOT / '.venv' / 'bin'}:/usr/bin:/bin"}
+    if account is not None:
+        env[sites.load(name)["account"]["variable"]] = account
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-F", "--profile", str(REPO_ROOT / "profiles" / name),
+         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(REPO_ROOT / "workflow" / "configs" / "tiny.yaml")],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+    )
+
+
 @pytest.mark.parametrize("name", CLUSTERS)
 def test_snakemake_plans_every_site_profile_without_slurm(name, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-F", "--profile", str(REPO_ROOT / "profiles" / name),
-         "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(REPO_ROOT / "workflow" / "configs" / "tiny.yaml")],
-        capture_output=True, text=True, cwd=REPO_ROOT, env={"PATH": f"{REPO_ROOT / '.venv' / 'bin'}:/usr/bin:/bin"},
-    )
+    proc = _dry_run(name, tmp_path, sites.load(name)["account"]["example"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "total" in proc.stdout and "pretrain" in proc.stdout
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+def test_a_dry_run_without_the_account_stops_with_one_line(name, tmp_path):
+    site = sites.load(name)
+    variable = site["account"]["variable"]
+    unset = _dry_run(name, tmp_path, None)
+    assert unset.returncode == 1
+    errors = [line for line in unset.stderr.splitlines() if "error" in line]
+    assert errors == [f"euroflow: error: {name}: ${variable} is not set; export {variable}=<your project account> (e.g. {site['account']['example']})"]
+    assert "pretrain" not in unset.stdout
+    malformed = _dry_run(name, tmp_path, "not an account")
+    assert malformed.returncode == 1
+    assert f"euroflow: error: {name}: ${variable}='not an account' does not look like a {name} account" in malformed.stderr

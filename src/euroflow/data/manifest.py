@@ -27,22 +27,39 @@ def _strip_suffix(name: str) -> str:
 
 
 def shard_id(path: str | os.PathLike, language_dir: str | os.PathLike | None = None) -> str:
+    from euroflow.config import path_problem
+
     path = Path(path)
+    problem = path_problem(str(path))
+    if problem:
+        raise EuroflowError(f"shard {str(path)!r}: the path {problem}")
+    ident = None
     if language_dir is not None:
         try:
-            return _strip_suffix(path.relative_to(language_dir).as_posix())
+            ident = _strip_suffix(path.relative_to(language_dir).as_posix())
         except ValueError:
             pass
-    return _strip_suffix(path.name)
+    if ident is None:
+        ident = _strip_suffix(path.name)
+    # a shard's outputs are named <id>.<kind>: a dot inside the id would make them ambiguous
+    return ident.replace(".", "_")
 
 
 def list_language(shards_dir: str | os.PathLike, lang: str, pattern: str = "*.jsonl.zst") -> dict[str, str]:
-    """``{shard id: path}`` of one language's shards under ``shards_dir/<hplt code>``, sorted by path."""
+    """``{shard id: path}`` of one language's shards under ``shards_dir/<hplt code>``, sorted by path
+    (empty when there are none)."""
     language_dir = Path(shards_dir) / languages.get(lang).hplt
-    found = sorted(language_dir.glob(pattern))
-    if not found:
-        raise EuroflowError(f"data.source.shards: no {language_dir.name}/{pattern} under {shards_dir} for language {lang}")
-    return {shard_id(p, language_dir): str(p) for p in found}
+    try:
+        found = sorted(p for p in language_dir.glob(pattern) if p.is_file())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop under ** (pathlib)
+        raise EuroflowError(f"data.source.shards: cannot list {language_dir}/{pattern}: {exc}") from None
+    listed: dict[str, str] = {}
+    for path in found:
+        ident = shard_id(path, language_dir)
+        if ident in listed:
+            raise EuroflowError(f"{path}: a second shard with id {ident!r} for language {lang} (beside {listed[ident]})")
+        listed[ident] = str(path)
+    return listed
 
 
 def read_manifest(path: str | os.PathLike, shards_dir: str | os.PathLike | None = None) -> dict[str, dict[str, str]]:
@@ -51,14 +68,18 @@ def read_manifest(path: str | os.PathLike, shards_dir: str | os.PathLike | None 
     if not path.is_file():
         raise EuroflowError(f"{path}: shard manifest not found (data.source.manifest)")
     manifest: dict[str, dict[str, str]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EuroflowError(f"{path}: not a text file (invalid UTF-8 at byte {exc.start}; data.source.manifest)") from None
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip() or line.lstrip().startswith("#"):  # a '#' inside a path is part of it
             continue
         fields = line.split("\t")
         if len(fields) != 2:
             raise EuroflowError(f"{path}:{lineno}: expected '<language key><TAB><path>', got {len(fields)} fields")
-        lang, shard = fields
+        lang, shard = fields[0].strip(), fields[1]
         try:
             language = languages.get(lang)
         except EuroflowError as exc:
@@ -82,7 +103,10 @@ def write_manifest(
     out = Path(out)
     lines = ["# euroflow shard manifest: <language key>\\t<path>"]
     for lang in langs:
-        for shard in list_language(shards_dir, lang, pattern).values():
+        listed = list_language(shards_dir, lang, pattern)
+        if not listed:
+            raise EuroflowError(f"{shards_dir}: no {languages.get(lang).hplt}/{pattern} for language {lang}")
+        for shard in listed.values():
             lines.append(f"{lang}\t{os.path.relpath(Path(shard).resolve(), out.parent.resolve())}")
     write_text(out, "\n".join(lines) + "\n")
     return len(lines) - 1

@@ -101,7 +101,7 @@ def check(name: str, config_path: str | os.PathLike | None = None, environ: dict
         if overlays:
             result.notes.append(f"data.source.shards ({config['data']['source']['shards']}) is not on this machine: planned with one shard per language")
         jobs = planned_jobs(profiles.profile_path(name).parent, [config_path, *overlays], workdir=tmp,
-                            environ={site["account"]["variable"]: result.account or "ACCOUNT"})
+                            environ={site["account"]["variable"]: result.account or site["account"]["example"]})
     by_rule: dict[str, dict[str, Any]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], {**job, "count": 0})["count"] += 1

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from euroflow.atomic import write_text
+from euroflow.config import layout_problem
 from euroflow.errors import EuroflowError
 from euroflow.train import checkpoint, shims
 from euroflow.train.model import quiet_megatron_warnings
@@ -127,14 +128,10 @@ def _train(config: dict, blend_path: str, tokenizer_dir: str, out_dir: str, stop
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     training = config["training"]
     tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
-    if world % (tp * pp):
-        raise EuroflowError(f"training.tensor_model_parallel_size x pipeline_model_parallel_size = {tp * pp} does not divide the world size {world}")
+    problem = layout_problem(training, world, "this training job")
+    if problem:
+        raise EuroflowError(problem)
     dp = world // (tp * pp)
-    if training["global_batch_size"] % (training["micro_batch_size"] * dp):
-        raise EuroflowError(
-            f"training.global_batch_size: {training['global_batch_size']} is not a multiple of "
-            f"micro_batch_size x data-parallel size = {training['micro_batch_size']} x {dp}"
-        )
 
     owns_group = not torch.distributed.is_initialized()
     if owns_group:
