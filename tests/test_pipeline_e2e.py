@@ -15,10 +15,24 @@ from euroflow.paths import RunPaths
 LANGS = ["en", "de", "uk", "sr-Latn"]
 
 
+def _hostile(canary: Path) -> str:
+    """A directory name each shell payload of which would create ``canary`` if a rule did not quote it."""
+    return f"odd dir $(touch {canary}) 'q' \"dq\" ; `touch {canary}` & $HOME *"
+
+
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory, repo_root, small_pipeline_config):
-    out = tmp_path_factory.mktemp("e2e")
+def e2e(tmp_path_factory, repo_root, small_pipeline_config, data_root):
+    top = tmp_path_factory.mktemp("e2e")
+    canary = top / "CANARY"
+    # results and the shared data bundle behind paths a careless rule would execute
+    # (the canary's slashes make nested directories; the payloads stay whole in the path)
+    out = top / _hostile(canary) / "results"
+    out.mkdir(parents=True)
+    odd_data = top / ("data " + _hostile(canary)) / "multilingual"
+    odd_data.parent.mkdir(parents=True)
+    odd_data.symlink_to(data_root)
     cfg = small_pipeline_config(out, "e2e", LANGS, train_steps=30)
+    cfg["paths"]["data_root"] = str(odd_data)
     cfg["tokenizer"]["sample_chars"] = 400_000
     cfg["evaluation"].update(multiple_choice=["belebele", "xcopa"], max_mc_items=8)
     config_path = out / "e2e.yaml"
@@ -28,6 +42,7 @@ def e2e(tmp_path_factory, repo_root, small_pipeline_config):
         cwd=repo_root, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert not canary.exists() and not (repo_root / "CANARY").exists(), "a path reached the shell unquoted"
     from euroflow import config as run_config
 
     return RunPaths(run_config.load(config_path)), proc

@@ -88,13 +88,20 @@ def _non_finite(value, where: tuple[str, ...] = ()) -> tuple[str, float] | None:
 
 def path_problem(value: str) -> str | None:
     """Why a string cannot be a path euroflow passes on (None if it can). Spaces, quotes, ``$``,
-    ``;`` and backticks are fine (every rule quotes its values); control characters are refused:
-    newlines split Snakemake's and Slurm's line-based files, and no file system tool shows them."""
+    ``;``, ``&``, ``|`` and backticks are fine: every rule quotes its values. Refused: control
+    characters (a newline splits Snakemake's and Slurm's line-based files, and no tool shows
+    them), braces (Snakemake reads ``{x}`` in a file name as a wildcard) and a leading ``-``
+    (command-line tools read it as an option)."""
     bad = next((ch for ch in value if ord(ch) < 32 or ord(ch) == 127), None)
     if bad is not None:
         return f"contains the control character {bad!r}; rename the file or directory"
     if not value.strip():
         return "is empty"
+    brace = next((ch for ch in value if ch in "{}"), None)
+    if brace is not None:
+        return f"contains {brace!r}, which Snakemake reads as part of a wildcard; rename the file or directory"
+    if value.startswith("-"):
+        return "starts with '-', which command-line tools read as an option; write ./" + value
     return None
 
 

@@ -17,7 +17,7 @@ rule language_weights:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data weights --config {params.config} --stats {input} --out {output.json} > {log} 2>&1"
+        "euroflow data weights --config {params.config:q} --stats {input:q} --out {output.json:q} > {log:q} 2>&1"
 
 
 rule tokenize_shard:
@@ -39,10 +39,10 @@ rule tokenize_shard:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data tokenize --input {input.shard} --tokenizer {input.tokenizer}"
-        " --assignment {input.assignment} --shard-id {wildcards.shard}"
-        " --out-prefix {params.train} --valid-prefix {params.valid} --threads {threads}"
-        " --report {output.report} > {log} 2>&1"
+        "euroflow data tokenize --input {input.shard:q} --tokenizer {input.tokenizer:q}"
+        " --assignment {input.assignment:q} --shard-id {wildcards.shard:q}"
+        " --out-prefix {params.train:q} --valid-prefix {params.valid:q} --threads {threads}"
+        " --report {output.report:q} > {log:q} 2>&1"
 
 
 rule blend:
@@ -63,4 +63,4 @@ rule blend:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data blend --config {params.config} --weights {input.weights} --out-dir {params.out_dir} > {log} 2>&1"
+        "euroflow data blend --config {params.config:q} --weights {input.weights:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

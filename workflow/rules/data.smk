@@ -16,7 +16,7 @@ rule demo_shard:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data ntrex-shard --data-root {params.data_root} --lang {wildcards.lang} --out {output} > {log} 2>&1"
+        "euroflow data ntrex-shard --data-root {params.data_root:q} --lang {wildcards.lang:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_shard:
@@ -36,9 +36,9 @@ rule prepare_shard:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data prepare --config {params.config} --lang {wildcards.lang} --input {input}"
-        " --out {output.shard} --signatures {output.signatures} --lengths {output.lengths}"
-        " --report {output.report} > {log} 2>&1"
+        "euroflow data prepare --config {params.config:q} --lang {wildcards.lang:q} --input {input:q}"
+        " --out {output.shard:q} --signatures {output.signatures:q} --lengths {output.lengths:q}"
+        " --report {output.report:q} > {log:q} 2>&1"
 
 
 rule dedup_language:
@@ -58,5 +58,5 @@ rule dedup_language:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data dedup --config {params.config} --lang {wildcards.lang} --reports {input.reports}"
-        " --out {output.assignment} --stats {output.stats} > {log} 2>&1"
+        "euroflow data dedup --config {params.config:q} --lang {wildcards.lang:q} --reports {input.reports:q}"
+        " --out {output.assignment:q} --stats {output.stats:q} > {log:q} 2>&1"

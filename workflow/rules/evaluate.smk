@@ -17,8 +17,8 @@ rule bits_per_byte:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate bpb --model {input} --data-root {params.data_root} --languages {params.languages}"
-        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+        "euroflow evaluate bpb --model {input:q} --data-root {params.data_root:q} --languages {params.languages:q}"
+        " --batch-size {params.batch_size:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule multiple_choice:
@@ -38,9 +38,9 @@ rule multiple_choice:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate mc --model {input} --data-root {params.data_root} --tasks {params.tasks}"
-        " --languages {params.languages} --max-items {params.max_items} --batch-size {params.batch_size}"
-        " --threads {threads} --out {output} > {log} 2>&1"
+        "euroflow evaluate mc --model {input:q} --data-root {params.data_root:q} --tasks {params.tasks:q}"
+        " --languages {params.languages:q} --max-items {params.max_items:q} --batch-size {params.batch_size:q}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluation_report:
@@ -56,5 +56,5 @@ rule evaluation_report:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate report --bpb {input.bpb} --mc {input.mc} --out-json {output.json}"
-        " --out-md {output.table} --out-png {output.plot} > {log} 2>&1"
+        "euroflow evaluate report --bpb {input.bpb:q} --mc {input.mc:q} --out-json {output.json:q}"
+        " --out-md {output.table:q} --out-png {output.plot:q} > {log:q} 2>&1"

@@ -14,7 +14,7 @@ rule gguf:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow quantize gguf --model {input} --type {wildcards.qtype} --out {output} > {log} 2>&1"
+        "euroflow quantize gguf --model {input:q} --type {wildcards.qtype:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule int8:
@@ -27,7 +27,7 @@ rule int8:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow quantize int8 --model {input} --out {output} > {log} 2>&1"
+        "euroflow quantize int8 --model {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule quantization_quality:
@@ -44,12 +44,12 @@ rule quantization_quality:
     params:
         data_root=paths.data_root,
         languages=",".join(config["evaluation"]["bpb_languages"]),
-        int8=lambda wildcards, input: f"--int8 {input.int8}" if input.int8 else "",
+        int8=lambda wildcards, input: ["--int8", input.int8[0]] if input.int8 else [],
         batch_size=config["evaluation"]["batch_size"],
     threads: 1
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow quantize quality --model {input.model} --gguf {input.gguf} {params.int8}"
-        " --data-root {params.data_root} --languages {params.languages} --batch-size {params.batch_size}"
-        " --threads {threads} --out-json {output.json} --out-md {output.table} > {log} 2>&1"
+        "euroflow quantize quality --model {input.model:q} --gguf {input.gguf:q} {params.int8:q}"
+        " --data-root {params.data_root:q} --languages {params.languages:q} --batch-size {params.batch_size:q}"
+        " --threads {threads} --out-json {output.json:q} --out-md {output.table:q} > {log:q} 2>&1"

@@ -20,8 +20,8 @@ rule train_tokenizer:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow tokenizer train --config {params.config} --blend {input.weights}"
-        " --out {output} > {log} 2>&1"
+        "euroflow tokenizer train --config {params.config:q} --blend {input.weights:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule tokenizer_parity:
@@ -35,9 +35,9 @@ rule tokenizer_parity:
         paths.log("tokenizer_parity"),
     params:
         data_root=paths.data_root,
-        languages=" ".join(LANGS),
+        languages=LANGS,
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow tokenizer parity --tokenizer {input} --data-root {params.data_root}"
-        " --languages {params.languages} --out-json {output.json} --out-md {output.table} > {log} 2>&1"
+        "euroflow tokenizer parity --tokenizer {input:q} --data-root {params.data_root:q}"
+        " --languages {params.languages:q} --out-json {output.json:q} --out-md {output.table:q} > {log:q} 2>&1"

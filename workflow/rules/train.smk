@@ -26,8 +26,8 @@ rule pretrain:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow train pretrain --config {params.config} --blend {input.blend} --tokenizer {input.tokenizer}"
-        " --out {params.out_dir} {params.launch} 2>&1 | tee {log}"
+        "euroflow train pretrain --config {params.config:q} --blend {input.blend:q} --tokenizer {input.tokenizer:q}"
+        " --out {params.out_dir:q} {params.launch:q} 2>&1 | tee {log:q}"
 
 
 rule export_hf:
@@ -44,5 +44,5 @@ rule export_hf:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow train export-hf --config {params.config} --checkpoints {input.checkpoints}"
-        " --tokenizer {input.tokenizer} --out {output} > {log} 2>&1"
+        "euroflow train export-hf --config {params.config:q} --checkpoints {input.checkpoints:q}"
+        " --tokenizer {input.tokenizer:q} --out {output:q} > {log:q} 2>&1"

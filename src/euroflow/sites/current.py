@@ -48,12 +48,13 @@ def check_submission_account(basedir: str | os.PathLike, argv: list[str] | None 
     submission.account(facts, {variable: "" if "$" in str(value) else str(value)})
 
 
-def pretrain_launch_args(resources: Any, allocations: str, site: str | None = None) -> str:
+def pretrain_launch_args(resources: Any, allocations: str, site: str | None = None) -> list[str]:
     """``euroflow train pretrain`` options that submit the training job on a Slurm site (from the
-    rule's resources as the profile sets them); empty where the run trains on this machine."""
+    rule's resources as the profile sets them); none where the run trains on this machine.
+    A list: the rule quotes each element (``{params.launch:q}``)."""
     site = site if site is not None else current_site()
     if not site or load(site)["scheduler"] != "slurm":
-        return ""
+        return []
     get = resources.get if hasattr(resources, "get") else (lambda key, default=None: getattr(resources, key, default))
     args = ["--site", site, "--nodes", str(get("nodes", 1) or 1), "--minutes", str(get("runtime", 60)), "--allocations", allocations]
     if get("slurm_partition"):
@@ -62,4 +63,4 @@ def pretrain_launch_args(resources: Any, allocations: str, site: str | None = No
         args += ["--qos", str(get("qos"))]
     if get("signal_delay_s"):
         args += ["--signal-delay", str(get("signal_delay_s"))]
-    return shlex.join(args)
+    return args

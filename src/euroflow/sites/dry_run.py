@@ -20,7 +20,10 @@ from euroflow.config import REPO_ROOT
 from euroflow.errors import EuroflowError
 
 
-class _JobInfoCollector(logging.Handler):
+class JobInfoCollector(logging.Handler):
+    """Snakemake's ``job_info`` records of a run (a dry run logs one per planned job): rule,
+    wildcards, threads, resources, and the shell command, inputs, outputs and logs."""
+
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.jobs: list[dict[str, Any]] = []
@@ -35,6 +38,10 @@ class _JobInfoCollector(logging.Handler):
                     "threads": getattr(record, "threads", 1),
                     "resources": {k: v for k, v in dict(resources.items()).items() if not k.startswith("_")},
                     "local": bool(getattr(record, "local", False)),
+                    "shellcmd": getattr(record, "shellcmd", None),
+                    "input": [str(f) for f in getattr(record, "input", None) or []],
+                    "output": [str(f) for f in getattr(record, "output", None) or []],
+                    "log": [str(f) for f in getattr(record, "log", None) or []],
                 }
             )
 
@@ -42,7 +49,7 @@ class _JobInfoCollector(logging.Handler):
 def _main(out: str, argv: list[str]) -> int:
     from snakemake.cli import main as snakemake_main
 
-    collector = _JobInfoCollector()
+    collector = JobInfoCollector()
     logging.getLogger("snakemake").addHandler(collector)
     status = 0
     with contextlib.redirect_stdout(sys.stderr):
