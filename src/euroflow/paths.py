@@ -163,10 +163,22 @@ class RunPaths:
 
     @property
     def checkpoints(self) -> str:
+        """Training state, never a rule output (no failure or rerun of the rule removes it)."""
         return self._p("train", "checkpoints")
 
     @property
+    def final_checkpoint(self) -> str:
+        """The checkpoint of the last step: pretrain's output, export's input."""
+        return self._p("train", "checkpoints", f"iter_{self.config['training']['train_steps']:07d}")
+
+    @property
+    def progress_log(self) -> str:
+        """The live training log (state: it survives a failed or killed run, and resumes with it)."""
+        return self._p("train", "progress.jsonl")
+
+    @property
     def train_log(self) -> str:
+        """The finished run's training log (written once the last step is done)."""
         return self._p("train", "train_log.jsonl")
 
     @property

@@ -57,7 +57,7 @@ def test_export_cli_and_missing_checkpoint(tmp_path, reference_run, train_inputs
     args = ["export-hf", "--config", str(config_path), "--tokenizer", str(train_inputs["tokenizer"])]
     assert train_main(args + ["--checkpoints", str(tmp_path / "nothing"), "--out", str(tmp_path / "hf")]) == 1
     err = capsys.readouterr().err
-    assert "latest_checkpointed_iteration.txt" in err and len(err.strip().splitlines()) == 1
+    assert err.strip() == f"euroflow: error: {tmp_path / 'nothing'}: no such checkpoint directory"
     assert not (tmp_path / "hf").exists()
     ckpt = reference_run["out"] / "checkpoints" / "iter_0000020"
     assert train_main(args + ["--checkpoints", str(ckpt), "--out", str(tmp_path / "hf")]) == 0

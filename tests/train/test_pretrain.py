@@ -47,9 +47,11 @@ def test_loss_decreases_and_outputs_are_complete(reference_run):
     assert all(e["grad_norm"] > 0 for e in log)
     assert [e["step"] for e in log if "valid_loss" in e] == [10, 20, 30, 40]
     ckpts = out / "checkpoints"
-    assert sorted(p.name for p in ckpts.iterdir()) == [f"iter_{i:07d}" for i in (10, 20, 30, 40)] + [LATEST_FILE]
+    # the newest training.keep_checkpoints (default 3) are kept
+    assert sorted(p.name for p in ckpts.iterdir()) == [f"iter_{i:07d}" for i in (20, 30, 40)] + [LATEST_FILE]
     assert (ckpts / LATEST_FILE).read_text().strip() == "40"
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "train_log.jsonl").read_text() == (out / "progress.jsonl").read_text()
     assert summary["finished"] and summary["last_step"] == 40 and summary["tokens_per_s"] > 0
 
 
@@ -62,6 +64,7 @@ def test_stop_and_resume_is_identical(tmp_path, train_inputs, reference_run):
     first = pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=23)
     assert first["last_step"] == 23 and not first["finished"]
     assert len(corpus.read_log(tmp_path)) == 23
+    assert not (tmp_path / "train_log.jsonl").exists() and not (tmp_path / "loss_curve.png").exists()
     second = pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path)
     assert second["resumed_from"] == 20 and second["steps_run"] == 20
     log = corpus.read_log(tmp_path)
@@ -126,7 +129,8 @@ def test_resume_refuses_a_different_model(tmp_path, train_inputs):
     config["model"]["ffn_hidden_size"] = 192
     with pytest.raises(EuroflowError, match="checkpoint"):
         pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path)
-    assert json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[-1])["step"] == 2
+    assert json.loads((tmp_path / "progress.jsonl").read_text().splitlines()[-1])["step"] == 2
+    assert not (tmp_path / "train_log.jsonl").exists()
 
 
 def test_cli_reports_errors_in_one_line(tmp_path, train_inputs, capsys):
@@ -138,4 +142,117 @@ def test_cli_reports_errors_in_one_line(tmp_path, train_inputs, capsys):
     args = ["pretrain", "--config", str(config_path), "--tokenizer", str(train_inputs["tokenizer"]), "--out", str(tmp_path / "o")]
     assert main(args + ["--blend", str(tmp_path / "missing.json")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {tmp_path / 'missing.json'}: blend file not found"
+    assert err == f"euroflow: error: {tmp_path / 'missing.json'}: blend file not found"
+
+
+def _truncate(path):
+    size = path.stat().st_size
+    os.truncate(path, size // 2)
+    return f"{path.name} is truncated or changed ({size // 2} of {size} bytes)"
+
+
+def _garbage(path):
+    path.write_bytes(b"\x00garbage" * (path.stat().st_size // 8) + b"\x00" * (path.stat().st_size % 8))
+    return f"{path.name} is damaged (its sha256 differs from the one recorded when it was saved)"
+
+
+def _remove(path):
+    path.unlink()
+    return f"{path.name} is missing"
+
+
+DAMAGE = {
+    "garbage common.pt": lambda ckpt: _garbage(ckpt / "common.pt"),
+    "missing metadata.json": lambda ckpt: _remove(ckpt / "metadata.json"),
+    "truncated shard": lambda ckpt: _truncate(ckpt / "__0_0.distcp"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_latest_checkpoint_is_named_and_the_one_before_is_resumed(damage, tmp_path, train_inputs, reference_run, capfd):
+    config = corpus.tiny_config()
+    pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=30)
+    latest = tmp_path / "checkpoints" / "iter_0000030"
+    what = DAMAGE[damage](latest)
+    capfd.readouterr()
+    summary = pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path)
+    warnings = [line for line in capfd.readouterr().err.splitlines() if line.startswith("euroflow: warning:")]
+    assert warnings == [f"euroflow: warning: {latest}: damaged checkpoint, {what}; resuming from {tmp_path / 'checkpoints' / 'iter_0000020'}"]
+    assert summary["resumed_from"] == 20 and summary["finished"]
+    assert losses(corpus.read_log(tmp_path)) == losses(reference_run["log"])
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()) == ["iter_0000020", "iter_0000030", "iter_0000040"]
+
+
+def test_export_names_a_damaged_checkpoint_and_the_intact_one_before(tmp_path, train_inputs, reference_run):
+    import shutil
+
+    from euroflow.train.export_hf import export_hf
+
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(reference_run["out"] / "checkpoints", ckpts)
+    (ckpts / "iter_0000040" / "metadata.json").unlink()
+    with pytest.raises(EuroflowError) as err:
+        export_hf(corpus.tiny_config(), ckpts / "iter_0000040", train_inputs["tokenizer"], tmp_path / "hf")
+    assert str(err.value) == (
+        f"{ckpts / 'iter_0000040'}: damaged checkpoint, metadata.json is missing; the newest intact one before it is "
+        f"{ckpts / 'iter_0000030'} (export it with --checkpoints)"
+    )
+    assert not (tmp_path / "hf").exists()
+
+
+def _pretrain_cli(config_path, train_inputs, out, stderr, **popen):
+    cmd = [sys.executable, "-m", "euroflow.train.cli", "pretrain", "--config", str(config_path),
+           "--blend", str(train_inputs["blend"]), "--tokenizer", str(train_inputs["tokenizer"]), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, env=env, **popen)
+
+
+def _wait_for(path, proc, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), f"{path} did not appear"
+
+
+def test_a_second_trainer_stops_the_first_and_resumes_from_its_checkpoint(tmp_path, train_inputs):
+    """What a rerun meets after the Snakemake head was killed: the first trainer still running."""
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(corpus.tiny_config(train_steps=200, checkpoint_interval=10)))
+    out = tmp_path / "out"
+    first_err, second_err = open(tmp_path / "first.txt", "w+"), open(tmp_path / "second.txt", "w+")
+    first = _pretrain_cli(config_path, train_inputs, out, first_err)
+    _wait_for(out / "checkpoints" / "iter_0000010", first)
+    second = _pretrain_cli(config_path, train_inputs, out, second_err)
+    assert first.wait(timeout=120) == 1, (tmp_path / "first.txt").read_text()[-3000:]
+    first_err.seek(0)
+    stopped = [line for line in first_err.read().splitlines() if line.startswith("euroflow: error:")]
+    assert len(stopped) == 1 and "because another trainer asked it to (STOP)" in stopped[0], stopped
+    stopped_at = int(stopped[0].split("training stopped at step ")[1].split()[0])
+    assert stopped_at < 200 and (out / "checkpoints" / f"iter_{stopped_at:07d}").is_dir()
+    first_log = corpus.read_log(out)
+    assert [e["step"] for e in first_log] == list(range(1, stopped_at + 1))
+    assert second.wait(timeout=600) == 0, (tmp_path / "second.txt").read_text()[-3000:]
+    second_err.seek(0)
+    assert f"euroflow: training in {out} is still run by pid {first.pid} on " in second_err.read()
+    printed = second.stdout.read().decode()
+    summary = json.loads(printed[printed.index("{\n"):])  # after the progress bar
+    assert summary["resumed_from"] == stopped_at and summary["finished"]
+    log = corpus.read_log(out)
+    assert [e["step"] for e in log] == list(range(1, 201)) and log[:stopped_at] == first_log
+    assert not (out / "STOP").exists()
+
+
+def test_killing_the_trainer_takes_its_ranks_with_it(tmp_path, train_inputs):
+    import psutil
+
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(corpus.tiny_config(nproc=2)))
+    out = tmp_path / "out"
+    proc = _pretrain_cli(config_path, train_inputs, out, subprocess.DEVNULL)
+    _wait_for(out / "progress.jsonl", proc)
+    ranks = psutil.Process(proc.pid).children(recursive=True)
+    assert len([p for p in ranks if "spawn" in " ".join(p.cmdline())]) >= 2
+    os.kill(proc.pid, signal.SIGKILL)  # the trainer only, as a user or the OOM killer would
+    proc.wait()
+    gone, alive = psutil.wait_procs(ranks, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]

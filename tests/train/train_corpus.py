@@ -84,7 +84,8 @@ def build(data_root: Path, out: Path, *, vocab_size: int = 1000) -> dict:
 
 
 def read_log(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (Path(out) / "train_log.jsonl").read_text().splitlines()]
+    """The live training log: complete for a finished run, up to the last step for a stopped one."""
+    return [json.loads(line) for line in (Path(out) / "progress.jsonl").read_text().splitlines()]
 
 
 def tiny_config(**training) -> dict:

@@ -3,7 +3,7 @@
 
 
 rule pretrain:
-    """Llama-style GPTModel on the blended indexed datasets; resumes from the latest checkpoint.
+    """Llama-style GPTModel on the blended indexed datasets; resumes from the newest intact checkpoint.
     On a Slurm site it runs on the login node and submits the training job itself (submitit,
     requeued at the walltime); the profile's resources for this rule size that job."""
     localrule: True
@@ -11,9 +11,11 @@ rule pretrain:
         blend=paths.blend,
         tokenizer=paths.tokenizer,
     output:
-        checkpoints=directory(paths.checkpoints),
+        # what exists only once training has finished: checkpoints/ and progress.jsonl are state the
+        # trainer resumes from, never outputs, so that no failure of this rule removes them
         log=paths.train_log,
         curve=paths.loss_curve,
+        final=directory(paths.final_checkpoint),
     log:
         paths.log("pretrain"),
     params:
@@ -33,7 +35,7 @@ rule pretrain:
 rule export_hf:
     """Convert the final checkpoint to LlamaForCausalLM; fails unless logits match Megatron (< 1e-4)."""
     input:
-        checkpoints=paths.checkpoints,
+        checkpoint=paths.final_checkpoint,
         tokenizer=paths.tokenizer,
     output:
         directory(paths.hf_model),
@@ -44,5 +46,5 @@ rule export_hf:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow train export-hf --config {params.config:q} --checkpoints {input.checkpoints:q}"
+        "euroflow train export-hf --config {params.config:q} --checkpoints {input.checkpoint:q}"
         " --tokenizer {input.tokenizer:q} --out {output:q} > {log:q} 2>&1"

@@ -4,11 +4,20 @@ Layout (as Megatron-LM): ``<root>/iter_0000100/`` (sharded model + optimizer, sc
 RNG states, iteration, consumed samples) and ``<root>/latest_checkpointed_iteration.txt``.
 A checkpoint is written to ``iter_XXXXXXX.tmp`` and renamed into place, and only then is the
 ``latest`` file updated, so a kill at any moment leaves the previous checkpoint usable.
+
+Each checkpoint carries ``euroflow_checkpoint.json``: the size of every file in it, and the
+sha256 of the small ones (metadata, the common state). Resuming takes the newest checkpoint that
+matches its manifest; a damaged one (garbage ``common.pt``, a missing ``metadata.json``, a
+truncated shard) is named in one line and the one before it is used. The newest ``keep``
+intact checkpoints are kept; older ones are removed after each save.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -21,6 +30,10 @@ from euroflow.atomic import atomic_path
 from euroflow.errors import EuroflowError
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
+MANIFEST_FILE = "euroflow_checkpoint.json"
+# files below this size are hashed into the manifest (metadata, common state); shards are checked by size
+HASHED_BELOW = 16 * 2**20
+_ITERATION = re.compile(r"^iter_(\d{7})$")
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -34,6 +47,7 @@ def iteration_dir(root: str | Path, iteration: int) -> Path:
 
 
 def latest_iteration(root: str | Path) -> int | None:
+    """The iteration ``latest_checkpointed_iteration.txt`` names (None without one)."""
     path = Path(root) / LATEST_FILE
     if not path.exists():
         return None
@@ -44,6 +58,92 @@ def latest_iteration(root: str | Path) -> int | None:
     if not iteration_dir(root, iteration).is_dir():
         raise EuroflowError(f"{path}: names iteration {iteration} but {iteration_dir(root, iteration)} is missing")
     return iteration
+
+
+def saved_iterations(root: str | Path) -> list[int]:
+    """Iterations with a checkpoint directory under ``root`` (renamed into place), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [int(m[1]) for p in root.iterdir() if p.is_dir() and (m := _ITERATION.match(p.name))]
+    return sorted(found, reverse=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(path: Path) -> None:
+    """Record the size of every file of the checkpoint directory ``path`` (and hash the small ones)."""
+    files = {}
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
+        size = file.stat().st_size
+        files[file.relative_to(path).as_posix()] = {"size": size, **({"sha256": _sha256(file)} if size < HASHED_BELOW else {})}
+    (path / MANIFEST_FILE).write_text(json.dumps({"format": "euroflow-checkpoint/1", "files": files}, indent=1) + "\n", encoding="utf-8")
+
+
+def damage(path: str | Path) -> str | None:
+    """What is wrong with the checkpoint directory ``path``, in a few words; None when it is intact."""
+    path = Path(path)
+    if not path.is_dir():
+        return "the directory is missing"
+    manifest_path = path / MANIFEST_FILE
+    if manifest_path.is_file():
+        try:
+            files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return f"{MANIFEST_FILE} is not readable"
+        for name, expected in files.items():
+            file = path / name
+            if not file.is_file():
+                return f"{name} is missing"
+            size = file.stat().st_size
+            if size != expected["size"]:
+                return f"{name} is truncated or changed ({size} of {expected['size']} bytes)"
+            if "sha256" in expected and _sha256(file) != expected["sha256"]:
+                return f"{name} is damaged (its sha256 differs from the one recorded when it was saved)"
+        return None
+    # written before checkpoints carried a manifest: check what megatron reads first
+    for name in ("metadata.json", "common.pt", ".metadata"):
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    try:
+        json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return "metadata.json is not valid JSON"
+    try:
+        torch.load(path / "common.pt", map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same: unreadable
+        return f"common.pt is not readable ({type(exc).__name__})"
+    return None
+
+
+def resume_point(root: str | Path) -> tuple[int | None, list[str]]:
+    """The newest intact checkpoint under ``root`` (None: none), and one line for each newer one
+    that is damaged and skipped."""
+    skipped = []
+    for iteration in saved_iterations(root):
+        problem = damage(iteration_dir(root, iteration))
+        if problem is None:
+            return iteration, skipped
+        skipped.append(f"{iteration_dir(root, iteration)}: damaged checkpoint, {problem}")
+    return None, skipped
+
+
+def prune(root: str | Path, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` intact checkpoints (damaged ones newer than those stay, as
+    evidence, until a save of their iteration replaces them); returns what was removed."""
+    intact = [i for i in saved_iterations(root) if damage(iteration_dir(root, i)) is None]
+    removed = []
+    for iteration in intact[keep:]:
+        path = iteration_dir(root, iteration)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def _rng_state() -> dict:
@@ -86,8 +186,9 @@ def _sharded_state_dict(model, optimizer, *, is_loading: bool, rng: dict | None)
     return state
 
 
-def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler, common: dict) -> Path:
-    """Collective: every rank calls it. ``common`` holds plain values identical on all ranks."""
+def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler, common: dict, keep: int | None = None) -> Path:
+    """Collective: every rank calls it. ``common`` holds plain values identical on all ranks.
+    With ``keep``, only the newest ``keep`` intact checkpoints remain afterwards."""
     from megatron.core import dist_checkpointing
 
     root = Path(root)
@@ -116,11 +217,14 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
     torch.distributed.barrier()
 
     if rank == 0:
+        write_manifest(tmp)
         if final.exists():  # the same iteration saved before a kill that came ahead of the latest-file update
             shutil.rmtree(final)
         tmp.rename(final)
         with atomic_path(root / LATEST_FILE) as latest:
             latest.write_text(f"{iteration}\n", encoding="utf-8")
+        if keep is not None:
+            prune(root, keep)
     torch.distributed.barrier()
     return final
 

@@ -7,64 +7,93 @@ import json
 import os
 import sys
 
-from euroflow.errors import EuroflowError
+from euroflow.errors import EuroflowError, exit_status
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
+
+
+_positive, _non_negative = _count(1), _count(0)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="euroflow train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    pre = sub.add_parser("pretrain", help="train (or resume) with megatron-core; writes checkpoints, train_log.jsonl, loss_curve.png")
+    pre = sub.add_parser("pretrain", help="train (or resume) with megatron-core; writes checkpoints, progress.jsonl, then train_log.jsonl and loss_curve.png")
     pre.add_argument("--config", required=True, help="run config (YAML)")
     pre.add_argument("--blend", required=True, help="blend.json from data sampling")
     pre.add_argument("--tokenizer", required=True, help="tokenizer directory (tokenizer_meta.json)")
     pre.add_argument("--out", required=True, help="training output directory")
-    pre.add_argument("--stop-after-step", type=int, default=None, help="stop after this step (resume later)")
+    pre.add_argument("--stop-after-step", type=_positive, default=None, help="stop after this step (resume later)")
+    pre.add_argument("--stop-wait", type=_positive, default=None, metavar="SECONDS",
+                     help="how long to wait for a trainer still running on --out to checkpoint and stop (default 900)")
     slurm = pre.add_argument_group("on a Slurm site: submit the training job through submitit and wait for it")
     slurm.add_argument("--site", default=None, help="sites/<name>.yaml with a Slurm scheduler (default: train here)")
-    slurm.add_argument("--nodes", type=int, default=1, help="nodes per training job")
-    slurm.add_argument("--minutes", type=int, default=60, help="walltime of each allocation; longer runs are requeued")
+    slurm.add_argument("--nodes", type=_positive, default=1, help="nodes per training job")
+    slurm.add_argument("--minutes", type=_positive, default=60, help="walltime of each allocation; longer runs are requeued")
     slurm.add_argument("--partition", default=None, help="partition (default: the site's GPU partition)")
     slurm.add_argument("--qos", default=None, help="QOS (default: the site's for that partition)")
-    slurm.add_argument("--max-requeues", type=int, default=20, help="requeues at the walltime before giving up")
-    slurm.add_argument("--signal-delay", type=int, default=None, help="seconds between USR2 and the walltime (default 600)")
+    slurm.add_argument("--max-requeues", type=_non_negative, default=20, help="requeues at the walltime before giving up")
+    slurm.add_argument("--signal-delay", type=_positive, default=None, help="seconds between USR2 and the walltime (default 600)")
     slurm.add_argument("--allocations", default=None, help="append one JSON line per Slurm allocation here (provenance)")
 
-    exp = sub.add_parser("export-hf", help="latest checkpoint -> LlamaForCausalLM directory, logits-checked")
+    exp = sub.add_parser("export-hf", help="final checkpoint -> LlamaForCausalLM directory, logits-checked")
     exp.add_argument("--config", required=True, help="run config (YAML)")
-    exp.add_argument("--checkpoints", required=True, help="checkpoint directory (with latest_checkpointed_iteration.txt)")
+    exp.add_argument("--checkpoints", required=True, help="a checkpoint (iter_* directory) or a checkpoint root (its newest)")
     exp.add_argument("--tokenizer", required=True, help="tokenizer directory, copied into the export")
     exp.add_argument("--out", required=True, help="Hugging Face model directory to write")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _pretrain(args: argparse.Namespace, config: dict) -> dict:
+    if args.site:
+        from euroflow.train.launcher import launch
+
+        resources = {"nodes": args.nodes, "runtime": args.minutes, "slurm_partition": args.partition, "qos": args.qos}
+        return launch(config, args.blend, args.tokenizer, args.out, site_name=args.site, resources=resources,
+                      allocations=args.allocations, max_requeues=args.max_requeues, signal_delay_s=args.signal_delay)
+    from euroflow.train.guard import DEFAULT_STOP_WAIT_S, trainer_lock
+    from euroflow.train.loop import children_die_with_me, pretrain
+
+    children_die_with_me()
+    with trainer_lock(args.out, stop_wait_s=args.stop_wait or DEFAULT_STOP_WAIT_S):
+        return pretrain(config, args.blend, args.tokenizer, args.out, stop_after_step=args.stop_after_step)
+
+
+def _run(args: argparse.Namespace) -> int:
     from euroflow import config as run_config
 
-    try:
-        config = run_config.load(args.config)
-        if args.command == "pretrain":
-            if args.site:
-                from euroflow.train.launcher import launch
+    config = run_config.load(args.config)
+    if args.command == "export-hf":
+        from euroflow.train.export_hf import export_hf
 
-                resources = {"nodes": args.nodes, "runtime": args.minutes, "slurm_partition": args.partition, "qos": args.qos}
-                result = launch(config, args.blend, args.tokenizer, args.out, site_name=args.site, resources=resources,
-                                allocations=args.allocations, max_requeues=args.max_requeues, signal_delay_s=args.signal_delay)
-            else:
-                from euroflow.train.loop import pretrain
-
-                result = pretrain(config, args.blend, args.tokenizer, args.out, stop_after_step=args.stop_after_step)
-        else:
-            from euroflow.train.export_hf import export_hf
-
-            result = export_hf(config, args.checkpoints, args.tokenizer, args.out)
-    except EuroflowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        result = export_hf(config, args.checkpoints, args.tokenizer, args.out)
+    else:
+        result = _pretrain(args, config)
+        if result.get("stopped"):
+            raise EuroflowError(
+                f"{args.out}: training stopped at step {result['last_step']} because another trainer asked it to "
+                f"(STOP); its checkpoint is {result['checkpoint']}"
+            )
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(result, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return exit_status(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -27,13 +27,27 @@ TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
 
 
 def resolve_checkpoint(checkpoint_dir: str | Path) -> Path:
-    """A checkpoint root (``latest_checkpointed_iteration.txt`` + ``iter_*``) or one ``iter_*`` directory."""
+    """One ``iter_*`` checkpoint directory, or a checkpoint root (its newest checkpoint); a damaged
+    one is refused in one line that names what is broken and the checkpoint before it."""
     path = Path(checkpoint_dir)
-    if (path / "metadata.json").is_file() and (path / "common.pt").is_file():
-        return path
-    if not (path / checkpoint.LATEST_FILE).is_file():
-        raise EuroflowError(f"{path}: no {checkpoint.LATEST_FILE} and not a checkpoint directory")
-    return checkpoint.iteration_dir(path, checkpoint.latest_iteration(path))
+    if not path.is_dir():
+        raise EuroflowError(f"{path}: no such checkpoint directory")
+    if path.name.startswith("iter_") or (path / "metadata.json").is_file() or (path / checkpoint.MANIFEST_FILE).is_file():
+        chosen = path
+    else:
+        saved = checkpoint.saved_iterations(path)
+        if not saved:
+            raise EuroflowError(f"{path}: no checkpoint (iter_* directory) in it, and not a checkpoint directory itself")
+        chosen = checkpoint.iteration_dir(path, saved[0])
+    problem = checkpoint.damage(chosen)
+    if problem:
+        older = [i for i in checkpoint.saved_iterations(chosen.parent) if chosen.name > f"iter_{i:07d}"]
+        fallback = next((checkpoint.iteration_dir(chosen.parent, i) for i in older
+                         if checkpoint.damage(checkpoint.iteration_dir(chosen.parent, i)) is None), None)
+        hint = f"; the newest intact one before it is {fallback} (export it with --checkpoints)" if fallback else \
+            "; no intact checkpoint before it"
+        raise EuroflowError(f"{chosen}: damaged checkpoint, {problem}{hint}")
+    return chosen
 
 
 def hf_llama_config(config: dict, vocab_size: int, meta: dict):

@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import socket
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -21,9 +22,13 @@ from euroflow.train import checkpoint, shims
 from euroflow.train.model import quiet_megatron_warnings
 from euroflow.train.plot import plot_loss_curve, read_log
 
+# A run's outputs (written once training has finished) and its working state (never a rule
+# output, so that no failure of the rule, and no rerun, removes it): checkpoints, the live log.
 LOG_FILE = "train_log.jsonl"
 CURVE_FILE = "loss_curve.png"
 CHECKPOINT_DIR = "checkpoints"
+PROGRESS_FILE = "progress.jsonl"
+STOP_FILE = "STOP"
 DATA_CACHE_DIR = "data_cache"
 
 
@@ -37,7 +42,11 @@ def pretrain(config: dict, blend_path, tokenizer_dir, out_dir, *, stop_after_ste
     run after that step (and its checkpoint, if one is due), as a kill would.
     ``stop_requested`` (launched ranks only) is asked after every step; when it is true on any
     rank, all ranks save a checkpoint of that step and return with ``preempted`` set: a job
-    told its walltime is near ends resumable.
+    told its walltime is near ends resumable. A file ``STOP`` in ``out_dir`` (what a second
+    trainer started on the same directory writes) does the same, with ``stopped`` set.
+
+    The live log is ``progress.jsonl``; ``train_log.jsonl`` and ``loss_curve.png`` appear when the
+    last step is done.
     """
     config = copy.deepcopy(config)
     _check_config(config)
@@ -106,10 +115,49 @@ def _spawn(nproc: int, args: tuple) -> dict:
         last = str(exc).strip().splitlines()[-1]
         prefix = "euroflow.errors.EuroflowError: "
         raise EuroflowError(last[len(prefix):] if last.startswith(prefix) else f"a training rank failed: {last}") from None
+    except mp.ProcessExitedException as exc:
+        import signal
+
+        how = f"was killed by {signal.Signals(-exc.exit_code).name}" if exc.exit_code < 0 else f"exited with status {exc.exit_code}"
+        raise EuroflowError(
+            f"training rank {exc.error_index} {how}; the other ranks were stopped. Rerun to resume from the latest checkpoint in {args[3]}"
+        ) from None
     return results.get()
 
 
+def _arm_parent_death_signal() -> None:
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+_FORKS_ARMED = False
+
+
+def children_die_with_me() -> None:
+    """Every process this one forks from now on (megatron's checkpoint writers) is killed by the
+    kernel when this one dies (Linux): a killed trainer leaves nothing behind that keeps writing,
+    or keeps the rule's log pipe open."""
+    global _FORKS_ARMED
+    if sys.platform.startswith("linux") and not _FORKS_ARMED:
+        os.register_at_fork(after_in_child=_arm_parent_death_signal)
+        _FORKS_ARMED = True
+
+
+def die_with_parent() -> None:
+    """This process (a spawned rank) and its children are killed when the parent trainer dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    _arm_parent_death_signal()
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+    children_die_with_me()
+
+
 def _spawned_rank(rank: int, world: int, port: int, threads: int | None, args: tuple, results) -> None:
+    die_with_parent()
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if threads:
         torch.set_num_threads(threads)
@@ -170,7 +218,9 @@ class _Trainer:
         self.training = config["training"]
         self.out_dir = out_dir
         self.ckpt_root = out_dir / CHECKPOINT_DIR
-        self.log_path = out_dir / LOG_FILE
+        self.log_path = out_dir / PROGRESS_FILE
+        self.final_log = out_dir / LOG_FILE
+        self.stop_file = out_dir / STOP_FILE
         self.rank = torch.distributed.get_rank()
         self.dp = dp
         self.dp_rank = parallel_state.get_data_parallel_rank()
@@ -309,9 +359,24 @@ class _Trainer:
 
     # -- the run ---------------------------------------------------------------------------
 
+    def _resume_point(self) -> int | None:
+        """Rank 0 picks the newest intact checkpoint (naming each damaged newer one); all ranks get it."""
+        choice = [None]
+        if self.rank == 0:
+            choice[0], skipped = checkpoint.resume_point(self.ckpt_root)
+            for line in skipped:
+                where = f"resuming from {checkpoint.iteration_dir(self.ckpt_root, choice[0])}" if choice[0] else "starting from step 0"
+                print(f"euroflow: warning: {line}; {where}", file=sys.stderr, flush=True)
+        torch.distributed.broadcast_object_list(choice, src=0)
+        return choice[0]
+
+    def _previous_log(self) -> list[dict]:
+        # a directory trained before the live log had its own name keeps it in train_log.jsonl
+        return read_log(self.log_path if self.log_path.exists() else self.final_log)
+
     def _resume(self) -> tuple[int, float]:
-        """(completed steps, elapsed seconds) after loading the latest checkpoint, if any."""
-        resume_from = checkpoint.latest_iteration(self.ckpt_root) if self.ckpt_root.exists() else None
+        """(completed steps, elapsed seconds) after loading the newest intact checkpoint, if any."""
+        resume_from = self._resume_point()
         if resume_from is None:
             if self.rank == 0:
                 self._rewrite_log([])
@@ -327,7 +392,7 @@ class _Trainer:
                 f"{self.ckpt_root}: training.global_batch_size changed since the checkpoint "
                 f"({common['consumed_samples']} samples in {resume_from} steps)"
             )
-        kept = [e for e in read_log(self.log_path) if e["step"] <= resume_from]
+        kept = [e for e in self._previous_log() if e["step"] <= resume_from]
         if self.rank == 0:
             self._rewrite_log(kept)
         return resume_from, (kept[-1]["elapsed_s"] if kept else 0.0)
@@ -343,13 +408,14 @@ class _Trainer:
             self.optimizer,
             self.scheduler,
             {"consumed_samples": step * self.global_batch_size, "model_config": self.config["model"]},
+            keep=self.training["keep_checkpoints"],
         )
 
-    def _any_rank(self, flag: bool) -> bool:
-        """True when ``flag`` is true on at least one rank (ranks see a signal at different steps)."""
-        votes = torch.tensor([1.0 if flag else 0.0], device=self._device())
+    def _any_rank(self, *flags: bool) -> list[bool]:
+        """Each flag: true on at least one rank (ranks see a signal or a file at different steps)."""
+        votes = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=self._device())
         torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MAX)
-        return bool(votes.item())
+        return [bool(v) for v in votes.tolist()]
 
     def run(self, stop_after_step: int | None, stop_requested: Callable[[], bool] | None = None) -> dict:
         self._build()
@@ -359,7 +425,7 @@ class _Trainer:
         log = open(self.log_path, "a", encoding="utf-8") if self.rank == 0 else None
         last = start_step
         loss = None
-        preempted = False
+        preempted = stopped = False
         run_start = time.perf_counter()
         step_seconds = []
         try:
@@ -390,18 +456,21 @@ class _Trainer:
                     progress(step, entry)
                     if stop_after_step is not None and step >= stop_after_step:
                         break
-                    if stop_requested is not None and step < self.train_steps and self._any_rank(stop_requested()):
-                        if not save:
-                            self._save(step)
-                        preempted = True
-                        break
+                    if step < self.train_steps:
+                        preempt, stop = self._any_rank(stop_requested is not None and stop_requested(), self.stop_file.exists())
+                        if preempt or stop:
+                            if not save:
+                                self._save(step)
+                            preempted, stopped = preempt, stop and not preempt
+                            break
         finally:
             if log:
                 log.close()
         finished = last >= self.train_steps
         curve = self.out_dir / CURVE_FILE
         if finished and self.rank == 0:
-            plot_loss_curve(self.log_path, curve, title=f"{self.config['run']['name']}: training loss")
+            write_text(self.final_log, self.log_path.read_text(encoding="utf-8"))
+            plot_loss_curve(self.final_log, curve, title=f"{self.config['run']['name']}: training loss")
         torch.distributed.barrier()
         ran = len(step_seconds)
         # the first step of a process includes one-off warm-up; leave it out of the rate when possible
@@ -413,15 +482,14 @@ class _Trainer:
             "steps_run": ran,
             "finished": finished,
             "preempted": preempted,
+            "stopped": stopped,
             "final_loss": loss,
             "steps_per_s": rate,
             "tokens_per_s": rate * tokens_per_step if rate else None,
             "world_size": torch.distributed.get_world_size(),
             "data_parallel_size": self.dp,
-            "checkpoint": str(checkpoint.iteration_dir(self.ckpt_root, checkpoint.latest_iteration(self.ckpt_root)))
-            if (self.ckpt_root / checkpoint.LATEST_FILE).exists()
-            else None,
-            "train_log": str(self.log_path),
+            "checkpoint": str(checkpoint.iteration_dir(self.ckpt_root, last)) if checkpoint.iteration_dir(self.ckpt_root, last).is_dir() else None,
+            "train_log": str(self.final_log if finished else self.log_path),
             "loss_curve": str(curve) if finished else None,
         }
 
