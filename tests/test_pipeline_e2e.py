@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -87,7 +89,7 @@ def test_provenance_links_the_gguf_to_its_job_and_checksum(e2e):
     rows = db.execute(
         "select j.rule, j.wildcards, a.sha256, a.size from artifacts a"
         " join generated g on g.artifact_id = a.id join jobs j on j.id = g.job_id where a.path = ?",
-        (str(gguf.resolve()),),
+        (os.path.relpath(gguf, paths.config["paths"]["results"]),),  # relative to the results tree: it may move
     ).fetchall()
     assert len(rows) == 1
     rule, wildcards, sha256, size = rows[0]
@@ -181,3 +183,46 @@ def test_the_run_is_described_by_sidecars_report_and_card(e2e, tmp_path):
     assert sorted(lang["lang"] for lang in languages) == sorted(LANGS)
     assert all(lang["tokens"] > 0 and lang["documents"] > 0 and 0 < lang["weight"] < 1 for lang in languages)
     assert (tmp_path / "card" / "card.md").read_text().count("sr-Latn") >= 1
+
+
+def test_a_moved_results_tree_verifies_and_its_files_have_their_lineage(e2e, tmp_path):
+    """Results archived elsewhere (LUMI's /scratch is purged): the record follows the copy."""
+    paths, _ = e2e
+    (run,) = json.loads(prov(paths, "runs", "--json").stdout)
+    results = Path(paths.config["paths"]["results"])
+    copy = tmp_path / "archive" / "results"
+    shutil.copytree(results, copy, symlinks=True)
+    verified = prov(paths, "verify", run["id"], "--root", str(copy), "--json")
+    assert verified.returncode == 0, verified.stdout
+    report = json.loads(verified.stdout)
+    assert report["root"] == str(copy) and report["inside_root"] > 50 and report["outside_root"] == 0
+    text = prov(paths, "verify", run["id"], "--root", str(copy)).stdout
+    assert f"checked results tree {copy}" in " ".join(text.split())
+
+    gguf = copy / "e2e" / "quantized" / "e2e-Q8_0.gguf"
+    found = prov(paths, "lineage", str(gguf), "--json")
+    assert found.returncode == 0, found.stderr
+    tree = json.loads(found.stdout)
+    assert tree["root"] == str(copy) and tree["path"] == str(gguf) and tree["job"]["rule"] == "gguf"
+    by_digest = json.loads(prov(paths, "lineage", "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest(), "--json").stdout)
+    assert by_digest["stored_path"] == tree["stored_path"] and by_digest["found_by"] == "sha256"
+
+    shard = copy / "e2e" / "data" / "raw" / "de" / "ntrex.jsonl.zst"
+    shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")
+    tampered = prov(paths, "verify", run["id"], "--root", str(copy), "--json")
+    assert tampered.returncode == 1
+    assert [(p["path"], p["status"]) for p in json.loads(tampered.stdout)["problems"]] == [(str(shard), "changed")]
+    refused = prov(paths, "relocate", run["id"], "--root", str(copy))
+    assert refused.returncode == 1 and "do not verify there" in refused.stderr and str(shard) in refused.stderr
+
+    restored = tmp_path / "restored"
+    shutil.copytree(results, restored, symlinks=True)
+    db = tmp_path / "prov-copy.sqlite"
+    shutil.copy(paths.provenance_db, db)
+    moved = subprocess.run([sys.executable, "-m", "euroflow.cli", "prov", "relocate", run["id"], "--root", str(restored),
+                            "--note", "restored from the archive", "--db", str(db)], capture_output=True, text=True)
+    assert moved.returncode == 0, moved.stderr
+    shown = json.loads(subprocess.run([sys.executable, "-m", "euroflow.cli", "prov", "show", run["id"], "--db", str(db), "--json"],
+                                      capture_output=True, text=True).stdout)
+    assert shown["root"] == str(restored) and shown["locations"][-1]["note"] == "restored from the archive"
+    assert all(a["path"].startswith(str(restored)) for a in shown["artifacts"] if not os.path.isabs(a["stored_path"]))

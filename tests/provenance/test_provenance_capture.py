@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import sqlite3
 import stat
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -237,3 +239,77 @@ def test_dry_run_records_nothing(tmp_path):
     proc = snakemake(workdir, "-n")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (workdir / DB_RELATIVE).exists()
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.execute("COMMIT")
+"""
+
+
+def _hold_lock(db, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def _recorded(db) -> tuple[list[str], list[tuple[str, str]]]:
+    con = sqlite3.connect(db)
+    try:
+        runs = [row[0] for row in con.execute("select status from runs")]
+        jobs = sorted(con.execute("select rule, status from jobs"))
+    finally:
+        con.close()
+    return runs, jobs
+
+
+def test_a_lock_held_longer_than_a_job_loses_no_event(tmp_path):
+    workdir = make_workflow(tmp_path / "wf")
+    db = workdir / DB_RELATIVE
+    open_db(db).dispose()
+    holder = _hold_lock(db, 12)
+    proc = snakemake(workdir)
+    holder.wait()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not recorded" not in proc.stderr
+    runs, jobs = _recorded(db)
+    assert runs == ["success"] and jobs == [("all", "success"), ("bundle", "success"), ("greet", "success"), ("greet", "success")]
+
+
+def test_a_lock_held_past_the_end_of_the_run_is_replayed_from_the_sidecars(tmp_path):
+    workdir = make_workflow(tmp_path / "wf")
+    db = workdir / DB_RELATIVE
+    open_db(db).dispose()
+    holder = _hold_lock(db, 600)
+    env = {**os.environ, "EUROFLOW_PROVENANCE_BUSY_TIMEOUT_S": "2"}
+    try:
+        exe = Path(sys.executable).with_name("snakemake")
+        proc = subprocess.run([str(exe), "--cores", "1", "--logger", "euroflow"], cwd=workdir, capture_output=True, text=True,
+                              timeout=300, env=env)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stayed locked by another process to the end of the run" in proc.stderr
+    assert (workdir / (DB_RELATIVE + ".unrecorded")).is_file()
+    open_db(db).dispose()  # the next writer replays the sidecars
+    assert not (workdir / (DB_RELATIVE + ".unrecorded")).exists()
+    runs, jobs = _recorded(db)
+    assert runs == ["success"] and [rule for rule, status in jobs if status == "success"] == ["bundle", "greet", "greet"]
+
+
+def test_a_reader_says_that_it_waits_for_a_lock(tmp_path):
+    workdir = make_workflow(tmp_path / "wf")
+    assert snakemake(workdir).returncode == 0
+    db = workdir / DB_RELATIVE
+    holder = _hold_lock(db, 4)
+    proc = subprocess.run([sys.executable, "-m", "euroflow.cli", "prov", "runs", "--db", str(db), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    holder.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == f"euroflow: waiting for the provenance database {db}: another process holds its lock"
+    assert len(json.loads(proc.stdout)) == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 
 import pytest
 from alembic import command
@@ -184,3 +186,68 @@ def test_fast_reader_upgrades_an_older_database_first(tmp_path):
     assert [r["id"] for r in list_runs(connection)] == ["r"]
     connection.close()
     assert current_revision(open_db(db, create=False)) == head_revision()
+
+
+def _run_with_artifacts(db, n: int = 400) -> str:
+    import datetime as dt
+
+    from euroflow.provenance import recorder
+    from euroflow.provenance.db import session_factory
+    from euroflow.provenance.hashing import Observation
+
+    engine = open_db(db)
+    now = dt.datetime(2026, 12, 1, 12, 0)
+    with session_factory(engine).begin() as session:
+        recorder.start_run(session, "run-1", now, workdir="/w", host="h", pid=1)
+        outputs = [("output", Observation(f"/w/results/file-{i:04d}.txt", "file", f"{i:064x}", i)) for i in range(n)]
+        job = recorder.start_job(session, "run-1", 1, rule="r", started_at=now)
+        recorder.finish_job(session, job.id, now, outputs)
+    engine.dispose()
+    return "run-1"
+
+
+def test_verify_refuses_a_database_that_fails_its_integrity_check(tmp_path):
+    db = tmp_path / "prov.sqlite"
+    run_id = _run_with_artifacts(db)
+    page = 4096
+    data = bytearray(db.read_bytes())
+    assert len(data) > 50 * page
+    data[40 * page + 1000 : 40 * page + 1064] = b"\x7f" * 64  # 64 bytes of one page: rows fall out of their indexes
+    db.write_bytes(bytes(data))
+    proc = subprocess.run([sys.executable, "-m", "euroflow.cli", "prov", "verify", run_id, "--db", str(db)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"euroflow: error: {db}: the provenance database fails SQLite's integrity check (row ")
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_run_whose_head_died_is_marked_interrupted(tmp_path):
+    import datetime as dt
+
+    from euroflow.provenance import recorder
+    from euroflow.provenance.db import session_factory
+
+    engine = open_db(tmp_path / "prov.sqlite")
+    now = dt.datetime(2026, 12, 1, 12, 0)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        recorder.start_run(session, "dead", now, workdir="/a", host="here", pid=111)
+        recorder.start_job(session, "dead", 7, rule="pretrain", started_at=now + dt.timedelta(minutes=5))
+        recorder.start_run(session, "alive", now, workdir="/b", host="here", pid=222)
+        recorder.start_run(session, "elsewhere", now, workdir="/c", host="there", pid=333)
+    with sessions.begin() as session:
+        stopped = recorder.interrupt_stale_runs(session, noticed_by="a test", host="here", alive=lambda pid, started: pid == 222)
+    assert stopped == ["dead"]
+    with sessions.begin() as session:
+        from euroflow.provenance.models import Run
+
+        dead = session.get(Run, "dead")
+        assert dead.status == "interrupted" and dead.ended_at == now + dt.timedelta(minutes=5)
+        assert "pid 111 on here" in dead.error and "noticed by a test" in dead.error
+        assert [job.status for job in dead.jobs] == ["interrupted"]
+        assert session.get(Run, "alive").status == "running" and session.get(Run, "elsewhere").status == "running"
+        # a new run in the workdir of a run on another host: that head is gone (Snakemake's lock)
+        assert recorder.interrupt_stale_runs(session, noticed_by="run new", host="here", workdir="/c",
+                                             alive=lambda pid, started: True) == ["elsewhere"]
+    engine.dispose()

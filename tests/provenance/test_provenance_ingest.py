@@ -71,7 +71,7 @@ def test_ingest_rebuilds_what_the_head_recorded_and_is_idempotent(recorded, tmp_
         tree = lineage(engine, recorded / "out/bundle")
     finally:
         engine.dispose()
-    assert first == {"sidecars": 3, "attempts": 3, "runs_created": 1, "jobs_created": 3, "jobs_completed": 0, "unchanged": 0, "slurm_accounted": 0}
+    assert first == {"sidecars": 3, "attempts": 3, "runs_created": 1, "jobs_created": 3, "jobs_completed": 0, "unchanged": 0, "slurm_accounted": 0, "runs_interrupted": 0}
     assert again["jobs_created"] == 0 and again["unchanged"] == 3 and again["runs_created"] == 0
     head = [r for r in rows(head_db, GENERATED) if r[0] != "all"]
     assert rows(fresh, GENERATED) == head

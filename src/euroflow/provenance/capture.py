@@ -28,7 +28,8 @@ from sqlalchemy import Engine
 from euroflow.errors import EuroflowError
 from euroflow.provenance import recorder, sidecar, slurm_accounting
 from euroflow.provenance.context import RUN_CONTEXT_ATTR
-from euroflow.provenance.db import open_db, session_factory
+from euroflow.provenance.db import DatabaseLocked, open_db, session_factory
+from euroflow.provenance.models import Run
 from euroflow.provenance.environment import (
     git_diff_sha256,
     git_state,
@@ -39,6 +40,10 @@ from euroflow.provenance.environment import (
     snapshot,
 )
 from euroflow.provenance.hashing import DigestCache, Observation, observe
+from euroflow.provenance.lookup import is_locked
+
+# after an event found the database locked past the busy timeout, the next try comes this much later
+RETRY_LOCKED_S = 30.0
 
 # Snakemake appends " (label)" to some file names in job events (snakemake/io/fmt.py).
 _ANNOTATED = re.compile(
@@ -102,6 +107,9 @@ class RunCapture:
         self._engine: Engine | None = open_db(db) if db is not None else None
         self._sessions = session_factory(self._engine) if self._engine is not None else None
         self._pending: list[tuple[str | None, dict[str, Any], float]] = []
+        self._backlog: list[tuple[str, dict[str, Any], float]] = []
+        self._locked_since: float | None = None
+        self._db_path: str | None = str(db) if db is not None else None
         self._run: _RunState | None = None
         self._cache = DigestCache()
         self._context: dict[str, Any] | None = None
@@ -119,7 +127,11 @@ class RunCapture:
 
     def handle(self, event: str | None, fields: dict[str, Any], created: float) -> None:
         """Process one log event: ``event`` is the Snakemake LogEvent value (or None),
-        ``fields`` the record's attributes, ``created`` its POSIX time."""
+        ``fields`` the record's attributes, ``created`` its POSIX time.
+
+        An event that finds the database locked by another process past the busy timeout is
+        kept, in order with every later one, and recorded once the lock is free (retried at most
+        every ``RETRY_LOCKED_S``, and at the end of the run): a long-held lock loses nothing."""
         try:
             context = fields.get(RUN_CONTEXT_ATTR)
             if context is not None:
@@ -131,17 +143,74 @@ class RunCapture:
                 self._workflow_id = str(fields["workflow_id"])
             if self._engine is None:
                 self._pending.append((event, fields, created))
+                if self._db_path is not None and self._retry_due():  # the database was locked when the run began
+                    self._open(wait_s=1.0)
                 return
-            _HANDLERS[event](self, fields, created)
+            self._backlog.append((event, fields, created))
+            self._drain()
         except Exception as exc:
             self.failures.append(f"{event or 'run context'}: {exc.__class__.__name__}: {exc}")
             raise
+
+    @property
+    def backlog(self) -> int:
+        """Events kept back because the database was locked."""
+        return len(self._backlog)
+
+    def _retry_due(self) -> bool:
+        return self._locked_since is None or time.monotonic() - self._locked_since >= RETRY_LOCKED_S
+
+    def _open(self, wait_s: float | None) -> bool:
+        """Open the database named by the run context; a lock held past ``wait_s`` leaves the events
+        pending (tried again later). Once open, the pending events and the context are recorded."""
+        try:
+            self._engine = open_db(self._db_path, wait_s=wait_s)
+        except DatabaseLocked:
+            self._locked_since = time.monotonic()
+            return False
+        self._sessions = session_factory(self._engine)
+        self._locked_since = None
+        pending, self._pending = self._pending, []
+        self._backlog = [*pending, (CONTEXT_EVENT, {}, 0.0), *self._backlog]
+        self._drain(force=True)
+        return True
+
+    def _drain(self, force: bool = False) -> None:
+        """Record the kept events in order; stop at the first that finds the database locked."""
+        if not force and not self._retry_due():
+            return
+        while self._backlog:
+            event, fields, created = self._backlog[0]
+            try:
+                _HANDLERS[event](self, fields, created)
+            except Exception as exc:
+                if is_locked(exc):
+                    self._locked_since = time.monotonic()
+                    return
+                self._backlog.pop(0)
+                raise
+            self._backlog.pop(0)
+            self._locked_since = None
 
     def close(self, now: float | None = None) -> str | None:
         """End the run: its status is failed (a job or the workflow failed), incomplete
         (jobs never finished, or events could not be recorded) or success. Returns the
         status (None if no run was seen)."""
         now = time.time() if now is None else now
+        if self._engine is None and self._db_path is not None:
+            self._open(wait_s=None)
+            if self._engine is None:
+                self._remember_unrecorded()
+                return None
+        if self._engine is not None and self._backlog:
+            try:
+                self._drain(force=True)
+            except Exception as exc:  # noqa: BLE001 - reported, and the run is still closed below
+                self.failures.append(f"{exc.__class__.__name__}: {exc}")
+            if self._backlog:  # locked to the end: the job sidecars hold the rest; the next writer replays them
+                self._remember_unrecorded()
+                self._engine.dispose()
+                return None
         if self._run is None or self._engine is None:
             if self._engine is not None:
                 self._engine.dispose()
@@ -178,19 +247,25 @@ class RunCapture:
         self._engine.dispose()
         return status
 
+    def _remember_unrecorded(self) -> None:
+        """Leave a note beside the database naming the run's results tree: its job sidecars hold
+        what could not be recorded, and the next writer that opens the database replays them."""
+        from euroflow.provenance.db import note_unrecorded
+
+        where = (self._context or {}).get("root") or (self._run.workdir if self._run else os.getcwd())
+        note_unrecorded(self._db_path or self._engine.url.database, self.run_id, where)
+
     # -- events ---------------------------------------------------------------------------
 
     def _on_context(self, context: dict[str, Any]) -> None:
         self._context = context
         if self._engine is None and context.get("db"):
-            self._engine = open_db(context["db"])
-            self._sessions = session_factory(self._engine)
-        if self._engine is None:
+            self._db_path = context["db"]
+            self._open(wait_s=None)
             return
-        pending, self._pending = self._pending, []
-        for event, fields, created in pending:
-            _HANDLERS[event](self, fields, created)
-        self._apply_context()
+        if self._engine is not None:
+            self._backlog.append((CONTEXT_EVENT, {}, 0.0))
+            self._drain()
 
     def _apply_context(self) -> None:
         if self._run is None or self._context is None:
@@ -202,6 +277,7 @@ class RunCapture:
                 config_json=self._context["config_json"],
                 config_hash=self._context["config_hash"],
                 config_path=self._context.get("config_path"),
+                root=self._context.get("root"),
             )
 
     def _on_workflow_started(self, fields: dict[str, Any], created: float) -> None:
@@ -212,27 +288,37 @@ class RunCapture:
         commit, dirty = git_state(source_dir)
         profile = snakemake_profile(fields.get("cmd"))
         with self._sessions.begin() as session:
-            recorder.start_run(
-                session,
-                self._run.run_id,
-                recorder.utc(created),
-                workdir=workdir,
-                snakefile=str(snakefile) if snakefile else None,
-                command=redact_command(fields.get("cmd")),
-                host=fields.get("host"),
-                user=fields.get("user"),
-                snakemake_version=fields.get("snakemake_version"),
-                configfiles=[str(p) for p in fields.get("configfiles") or []],
-                snakemake_config_md5=fields.get("config_md5"),
-                git_commit=commit,
-                git_dirty=dirty,
-                git_diff_sha256=git_diff_sha256(source_dir) if dirty else None,
-                site=site_name(profile, os.path.join(source_dir, "sites")),
-                profile=profile,
-                packages=package_versions(),
-                environment=snapshot(),
-            )
+            if session.get(Run, self._run.run_id) is None:  # else recorded by an earlier try of this event
+                self._start_run(session, fields, created, workdir, snakefile, source_dir, commit, dirty, profile)
         self._apply_context()
+
+    def _start_run(self, session, fields: dict[str, Any], created: float, workdir: str, snakefile: Any, source_dir: str,
+                   commit: str | None, dirty: bool | None, profile: str | None) -> None:
+        recorder.start_run(
+            session,
+            self._run.run_id,
+            recorder.utc(created),
+            workdir=workdir,
+            snakefile=str(snakefile) if snakefile else None,
+            command=redact_command(fields.get("cmd")),
+            host=fields.get("host"),
+            user=fields.get("user"),
+            snakemake_version=fields.get("snakemake_version"),
+            configfiles=[str(p) for p in fields.get("configfiles") or []],
+            snakemake_config_md5=fields.get("config_md5"),
+            git_commit=commit,
+            git_dirty=dirty,
+            git_diff_sha256=git_diff_sha256(source_dir) if dirty else None,
+            site=site_name(profile, os.path.join(source_dir, "sites")),
+            profile=profile,
+            packages=package_versions(),
+            environment=snapshot(),
+            pid=os.getpid(),
+        )
+        # a run in this directory whose head was killed never ended: say so now
+        recorder.interrupt_stale_runs(
+            session, noticed_by=f"run {self._run.run_id}", host=fields.get("host"), workdir=workdir, exclude=self._run.run_id
+        )
 
     def _on_job_info(self, fields: dict[str, Any], created: float) -> None:
         if self._run is None:
@@ -383,7 +469,9 @@ class RunCapture:
         return observed
 
 
+CONTEXT_EVENT = "euroflow_run_context"
 _HANDLERS = {
+    CONTEXT_EVENT: lambda capture, fields, created: capture._apply_context(),
     "workflow_started": RunCapture._on_workflow_started,
     "job_info": RunCapture._on_job_info,
     "job_finished": RunCapture._on_job_finished,

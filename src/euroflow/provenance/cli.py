@@ -3,8 +3,9 @@
     runs [--site S] [--status S] [--since DATE] [--until DATE] [--db PATH] [--json]   one line per run
     show RUN_ID [--db PATH] [--json]  a run, its config and packages, jobs and artifacts
     jobs RUN_ID [--db PATH] [--json]  the jobs of a run (one line per attempt)
-    lineage PATH [--db PATH] [--json] the tree from an artifact back to its sources
-    verify RUN_ID [--db PATH] [--json]  recompute checksums; exit 1 if anything changed or vanished
+    lineage PATH|SHA256 [--root DIR] [--db PATH] [--json]  the tree from an artifact back to its sources
+    verify RUN_ID [--root DIR] [--db PATH] [--json]  recompute checksums (under a moved tree); exit 1 if anything changed
+    relocate RUN_ID --root DIR [--note TEXT]  record where a run's results tree is now, once it verifies there
     diff RUN_A RUN_B [--db PATH] [--json]  config keys, code, package versions and checksums that differ
     export RUN_ID --format prov-json|ro-crate -o PATH [--license L]   W3C PROV-JSON or a Provenance Run Crate
     report RUN_ID -o PATH.html        one self-contained HTML page: DAG, jobs, timings, plots
@@ -99,7 +100,7 @@ def _print_show(console: Console, d: dict) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column(overflow="fold")
-    for key in ("id", "status", "started_at", "ended_at", "site", "profile", "workdir", "snakefile", "command", "host",
+    for key in ("id", "status", "started_at", "ended_at", "site", "profile", "workdir", "written_root", "root", "snakefile", "command", "host",
                 "user", "git_commit", "git_dirty", "git_diff_sha256", "config_path", "config_hash", "snakemake_config_md5", "error"):
         value = d.get(key)
         _row(head, key, "-" if value is None else str(value))
@@ -182,6 +183,9 @@ def _lineage_tree(node: dict, tree: Tree | None = None, parent_run: str | None =
 def _print_verify(console: Console, result: dict) -> None:
     from rich.table import Table
 
+    where = (f"results tree {result['root'] or '(not recorded)'}: {result['inside_root']} artifacts; "
+             f"{result['outside_root']} outside it at their recorded paths")
+    console.print(f"run {result['run']}: checked {where}")
     if result["ok"]:
         console.print(f"run {result['run']}: all {result['checked']} recorded artifacts unchanged")
         return
@@ -233,10 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--until", metavar="DATE", help="only runs started on or before DATE (a date includes the whole day)")
     add("show", "one run: config, packages, jobs, artifacts", with_run=True)
     add("jobs", "the jobs of one run", with_run=True)
-    add("lineage", "the tree from an artifact back to its sources", with_run=False).add_argument(
-        "path", metavar="PATH", help="a file or directory the workflow produced"
-    )
-    add("verify", "recompute the checksums of everything a run read or wrote", with_run=True)
+    lineage = add("lineage", "the tree from an artifact back to its sources", with_run=False)
+    lineage.add_argument("path", metavar="PATH", help="a file or directory the workflow produced (also in a moved or "
+                         "copied results tree), or its sha256")
+    lineage.add_argument("--root", metavar="DIR", help="the results tree PATH lies in, if it was moved (default: found)")
+    verify = add("verify", "recompute the checksums of everything a run read or wrote", with_run=True)
+    verify.add_argument("--root", metavar="DIR", help="where the run's results tree is now (default: its recorded location)")
+    relocate = add("relocate", "record where a run's results tree is now (an archive, a copy), once it verifies there", with_run=True)
+    relocate.add_argument("--root", metavar="DIR", required=True, help="the results directory as it is now")
+    relocate.add_argument("--note", help="why, e.g. 'archived to tape after the scratch purge'")
     add("diff", "what differs between two runs", with_run=True).add_argument(
         "other_run_id", metavar="RUN_B", help="the run to compare with"
     )
@@ -265,7 +274,7 @@ def _answer_fast(args: argparse.Namespace) -> tuple[object, object]:
         if args.command == "runs":
             data = list_runs(connection, site=args.site, status=args.status, since=args.since, until=args.until)
             return data, lambda console: _print_runs(console, data)
-        data = lineage(connection, args.path)
+        data = lineage(connection, args.path, root=args.root)
         return data, lambda console: console.print(_lineage_tree(data))
     finally:
         connection.close()
@@ -273,9 +282,9 @@ def _answer_fast(args: argparse.Namespace) -> tuple[object, object]:
 
 def _answer(args: argparse.Namespace) -> tuple[object, object]:
     from euroflow.provenance.db import open_db
-    from euroflow.provenance.queries import diff_runs, list_jobs, run_detail, verify
+    from euroflow.provenance.queries import diff_runs, list_jobs, relocate, run_detail, verify
 
-    engine = open_db(args.db, create=args.command == "ingest")
+    engine = open_db(args.db, create=args.command == "ingest", write=args.command in ("ingest", "relocate"))
     try:
         if args.command == "show":
             data = run_detail(engine, args.run_id)
@@ -287,8 +296,13 @@ def _answer(args: argparse.Namespace) -> tuple[object, object]:
             data = diff_runs(engine, args.run_id, args.other_run_id)
             return data, lambda console: _print_diff(console, data)
         if args.command == "verify":
-            data = verify(engine, args.run_id)
+            data = verify(engine, args.run_id, root=args.root)
             return data, lambda console: _print_verify(console, data)
+        if args.command == "relocate":
+            data = relocate(engine, args.run_id, args.root, note=args.note)
+            return data, lambda console: console.print(
+                f"run {data['run']}: results tree recorded at {data['root']} ({data['checked']} artifacts verified there)"
+            )
         if args.command == "export":
             from euroflow.provenance.export import export_prov_json, export_ro_crate
 

@@ -39,13 +39,19 @@ def canonical_config_json(config: dict) -> str:
 
 
 def run_context(
-    config: dict, *, db: str | os.PathLike | None = None, config_path: str | os.PathLike | None = None
+    config: dict, *, db: str | os.PathLike | None = None, config_path: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
+    """``root``: the results tree; paths under it are recorded relative to it (default: the config's
+    ``paths.results``, when the config has one)."""
+    if root is None:
+        root = (config.get("paths") or {}).get("results")
     context = {
         "config_json": canonical_config_json(config),
         "config_hash": config_hash(config),
         "config_path": os.path.abspath(config_path) if config_path else None,
         "db": os.path.abspath(db) if db else None,
+        "root": os.path.abspath(root) if root else None,
     }
     return context
 
@@ -74,10 +80,18 @@ def announce_run_context(
     context = run_context(config, db=db, config_path=config_path)
     if plugin is not None:
         _export_run_id(plugin)
-    if context["db"]:
-        from euroflow.provenance.db import open_db  # SQLAlchemy/Alembic only when needed
+    from euroflow.provenance.sidecar import RUN_ROOT_VARIABLE
 
-        open_db(context["db"]).dispose()
+    if context["root"]:  # every job's sidecar records it (for runs known only from sidecars)
+        os.environ[RUN_ROOT_VARIABLE] = context["root"]
+    if context["db"]:
+        from euroflow.provenance.db import DatabaseLocked, open_db  # SQLAlchemy/Alembic only when needed
+
+        try:
+            open_db(context["db"]).dispose()
+        except DatabaseLocked:  # the run goes on; the logger records it once the lock is free
+            print(f"euroflow provenance: {context['db']} is locked by another process; the run starts, and is recorded "
+                  "once the lock is released", file=sys.stderr, flush=True)
     (logger or logging.getLogger(SNAKEMAKE_LOGGER)).info(
         f"euroflow provenance: config sha256 {context['config_hash'][:16]}, database {context['db'] or '(plugin setting)'}",
         extra={RUN_CONTEXT_ATTR: context},

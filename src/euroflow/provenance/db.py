@@ -22,10 +22,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from euroflow.errors import EuroflowError
+from euroflow.provenance.lookup import READ_WAIT_S, DatabaseLocked  # noqa: F401 - DatabaseLocked: raised by open_db
 
 FILE_MODE = 0o660  # reduced by the umask: 0o660 or 0o640, never world-readable
+# beside the database: runs whose head could not record everything (the database stayed locked)
+UNRECORDED_SUFFIX = ".unrecorded"
 # writers queue for the lock rather than fail: an ingest may hold it for seconds at a time
-BUSY_TIMEOUT_MS = 300_000
+# (EUROFLOW_PROVENANCE_BUSY_TIMEOUT_S changes the wait, e.g. for a slow shared file system)
+BUSY_TIMEOUT_MS = int(float(os.environ.get("EUROFLOW_PROVENANCE_BUSY_TIMEOUT_S", "300")) * 1000)
 
 
 def alembic_config(connection=None) -> Config:
@@ -42,9 +46,10 @@ def head_revision() -> str:
 
 def _set_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    # first: even reading the journal mode waits for another writer's lock
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=DELETE")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -58,7 +63,8 @@ def _create_file(path: Path) -> None:
 
 
 def _make_engine(path: Path, *, write: bool) -> Engine:
-    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+    # the driver's own wait (default 5 s) applies before any pragma runs
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _set_pragmas)
     if write:
         # A writer takes the write lock when its transaction begins (BEGIN IMMEDIATE), so that
@@ -97,11 +103,13 @@ def _migrate(engine: Engine, path: Path) -> None:
             command.upgrade(alembic_config(conn), "head")
 
 
-def open_db(path: str | os.PathLike, *, create: bool = True, write: bool | None = None) -> Engine:
+def open_db(path: str | os.PathLike, *, create: bool = True, write: bool | None = None, wait_s: float | None = None) -> Engine:
     """Return an engine on the provenance database at ``path``, upgraded to the latest schema.
 
     ``create=False`` refuses a missing file instead of creating it (for readers). ``write``
-    (default: ``create``) makes every transaction take the write lock at its start.
+    (default: ``create``) makes every transaction take the write lock at its start. While another
+    process holds the lock, it waits up to ``wait_s`` (default: the busy timeout for writers,
+    ``READ_WAIT_S`` for readers), saying so, then raises :class:`DatabaseLocked`.
     """
     write = create if write is None else write
     path = Path(path).absolute()
@@ -111,6 +119,11 @@ def open_db(path: str | os.PathLike, *, create: bool = True, write: bool | None 
         _create_file(path)
     elif path.is_dir():
         raise EuroflowError(f"{path}: is a directory, expected a provenance database file")
+    from euroflow.provenance.lookup import wait_until_unlocked
+
+    if wait_s is None:
+        wait_s = BUSY_TIMEOUT_MS / 1000 if write else READ_WAIT_S
+    wait_until_unlocked(path, write=write, seconds=wait_s)
     engine = _make_engine(path, write=write)
     try:
         _migrate(engine, path)
@@ -121,7 +134,44 @@ def open_db(path: str | os.PathLike, *, create: bool = True, write: bool | None 
     except BaseException:
         engine.dispose()
         raise
+    if write:
+        _replay_unrecorded(engine, path)
     return engine
+
+
+def note_unrecorded(db: str | os.PathLike, run_id: str | None, sidecars: str) -> None:
+    """A run's head ended while the database stayed locked: note where its job sidecars are, so that
+    the next writer to open the database replays them (``prov ingest`` does the same by hand)."""
+    import json
+    import sys
+    import time
+
+    with open(f"{db}{UNRECORDED_SUFFIX}", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"run_id": run_id, "sidecars": str(sidecars), "noted_at": time.time()}) + "\n")
+    print(f"euroflow provenance: run {run_id}: {db} stayed locked by another process to the end of the run; what it could "
+          f"not record is in the job sidecars under {sidecars}, replayed the next time euroflow writes to the database "
+          f"(or now: euroflow prov ingest {sidecars} --db {db})", file=sys.stderr, flush=True)
+
+
+def _replay_unrecorded(engine: Engine, path: Path) -> None:
+    import json
+    import sys
+
+    from euroflow.provenance.ingest import ingest, settle_run
+
+    note = Path(f"{path}{UNRECORDED_SUFFIX}")
+    if not note.is_file():
+        return
+    entries = [json.loads(line) for line in note.read_text(encoding="utf-8").splitlines() if line.strip()]
+    roots = sorted({e["sidecars"] for e in entries if os.path.isdir(e.get("sidecars") or "")})
+    if roots:
+        ingest(engine, roots)
+    for entry in entries:
+        if entry.get("run_id"):
+            settle_run(engine, entry["run_id"])
+    note.unlink()
+    print(f"euroflow provenance: recorded {len(entries)} run(s) from their job sidecars (the database had been locked "
+          "when they ended)", file=sys.stderr, flush=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
@@ -110,7 +111,7 @@ def _ingest_attempt(
     started, ended = recorder.utc(a["started_at"]), recorder.utc(a["ended_at"]) if a.get("ended_at") else None
     run = session.get(Run, a["run_id"])
     if run is None:
-        run = recorder.start_run(session, a["run_id"], started, workdir=a.get("workdir") or str(path.parent))
+        run = recorder.start_run(session, a["run_id"], started, workdir=a.get("workdir") or str(path.parent), root=a.get("run_root"))
         run.status, run.error = "incomplete", SIDECAR_ONLY
         counts["runs_created"] += 1
     elif run.error == SIDECAR_ONLY and started < run.started_at:
@@ -129,7 +130,7 @@ def _ingest_attempt(
         index.add(job.id, job.rule, job.wildcards, job.attempt, a["status"], jobid)
         job_id = job.id
         counts["jobs_created"] += 1
-    elif known[1] != "running" or a["status"] == "running":
+    elif known[1] not in ("running", "interrupted") or a["status"] == "running":
         recorder.apply_sidecar(session, known[0], a, str(path))
         counts["unchanged"] += 1
         return
@@ -162,4 +163,28 @@ def ingest(engine: Engine, paths: Iterable[str | os.PathLike], *, batch: int = B
     with Session(engine) as session, session.begin():
         for run_id in run_ids:
             counts["slurm_accounted"] += slurm_accounting.fill_from_sacct(session, run_id)
-    return {k: counts[k] for k in ("sidecars", "attempts", "runs_created", "jobs_created", "jobs_completed", "unchanged", "slurm_accounted")}
+        # a run whose head died on this host stays "running" no longer
+        counts["runs_interrupted"] = len(recorder.interrupt_stale_runs(session, noticed_by="prov ingest", host=platform.node()))
+    return {k: counts[k] for k in ("sidecars", "attempts", "runs_created", "jobs_created", "jobs_completed", "unchanged",
+                                   "slurm_accounted", "runs_interrupted")}
+
+
+REPLAYED = "recorded from job sidecars: the database stayed locked by another process until the run ended"
+
+
+def settle_run(engine: Engine, run_id: str) -> str | None:
+    """End a run that its head could not close (the database was locked): its status from its
+    jobs' latest attempts (failed, incomplete when one never ended, else success)."""
+    with Session(engine) as session, session.begin():
+        run = session.get(Run, run_id)
+        if run is None or run.status not in ("running", "incomplete"):
+            return None
+        latest: dict[tuple, Job] = {}
+        for job in sorted(run.jobs, key=lambda j: (j.started_at, j.id)):
+            latest[(job.rule, json.dumps(job.wildcards, sort_keys=True))] = job
+        statuses = {job.status for job in latest.values()}
+        run.status = "failed" if "failed" in statuses else "incomplete" if statuses - {"success"} else "success"
+        ended = [job.ended_at for job in run.jobs if job.ended_at]
+        run.ended_at = max(ended) if ended else run.started_at
+        run.error = run.error if run.error and run.error != SIDECAR_ONLY else REPLAYED
+        return run.status

@@ -67,10 +67,31 @@ class Run(Base):
     site: Mapped[Optional[str]] = mapped_column(String(64), index=True)
     profile: Mapped[Optional[str]] = mapped_column(Text)
     error: Mapped[Optional[str]] = mapped_column(Text)
+    # the Snakemake head process (on ``host``): a run still "running" whose head is gone was interrupted
+    pid: Mapped[Optional[int]] = mapped_column(Integer)
+    # the results directory the run wrote to: artifact paths below it are stored relative to it
+    root: Mapped[Optional[str]] = mapped_column(Text)
 
     jobs: Mapped[list["Job"]] = relationship(back_populates="run", order_by="Job.id")
     packages: Mapped[list["RunPackage"]] = relationship(back_populates="run", order_by="RunPackage.name")
     environments: Mapped[list["Environment"]] = relationship(back_populates="run", order_by="Environment.id")
+    locations: Mapped[list["RunLocation"]] = relationship(back_populates="run", order_by="RunLocation.id")
+
+
+class RunLocation(Base):
+    """Where a run's results tree was found later (``prov relocate``): an archive, a copy, a new
+    scratch path. ``checked`` counts the artifacts verified there when it was recorded."""
+
+    __tablename__ = "run_locations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    root: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    checked: Mapped[Optional[int]] = mapped_column(Integer)
+    note: Mapped[Optional[str]] = mapped_column(Text)
+
+    run: Mapped[Run] = relationship(back_populates="locations")
 
 
 class RunPackage(Base):
@@ -119,7 +140,10 @@ class Job(Base):
 
 
 class Artifact(Base):
-    """A PROV entity: the content found at a path. Same path and same sha256: same artifact."""
+    """A PROV entity: the content found at a path. Same path and same sha256: same artifact.
+    ``path`` is relative (no leading ``/``) when the file lies in the results tree of the run that
+    recorded it (``runs.root``), so that the record survives moving the tree; absolute otherwise
+    (the shared data bundle, crawl shards)."""
 
     __tablename__ = "artifacts"
     __table_args__ = (UniqueConstraint("path", "sha256"),)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from typing import Any
@@ -12,7 +13,8 @@ from sqlalchemy.orm import Session, selectinload
 from euroflow.errors import EuroflowError
 from euroflow.paths import artifact_category
 from euroflow.provenance.lookup import iso_utc, run_summary
-from euroflow.provenance.models import Artifact, Generated, Job, Run, SlurmJob, Used
+from euroflow.provenance.locations import current_root, on_disk
+from euroflow.provenance.models import Artifact, Generated, Job, Run, RunLocation, SlurmJob, Used
 
 
 
@@ -28,11 +30,12 @@ def resolve_run_id(session: Session, run_id: str) -> str:
     return matches[0]
 
 
-def _edge(edge: Used | Generated) -> dict[str, Any]:
+def _edge(edge: Used | Generated, root: str | None) -> dict[str, Any]:
     a = edge.artifact
     return {
         "role": edge.role,
-        "path": a.path,
+        "path": on_disk(a.path, root),
+        "stored_path": a.path,
         "sha256": a.sha256,
         "size": a.size,
         "kind": a.kind,
@@ -52,7 +55,7 @@ def _slurm_dict(slurm: SlurmJob) -> dict[str, Any]:
     return {name: getattr(slurm, name) for name in SLURM_FIELDS}
 
 
-def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
+def _job_dict(job: Job, with_edges: bool, root: str | None = None) -> dict[str, Any]:
     out = {
         "id": job.id,
         "snakemake_jobid": job.snakemake_jobid,
@@ -72,8 +75,8 @@ def _job_dict(job: Job, with_edges: bool) -> dict[str, Any]:
         "slurm": [_slurm_dict(s) for s in job.slurm],
     }
     if with_edges:
-        out["used"] = [_edge(e) for e in job.used]
-        out["generated"] = [_edge(e) for e in job.generated]
+        out["used"] = [_edge(e, root) for e in job.used]
+        out["generated"] = [_edge(e, root) for e in job.generated]
     return out
 
 
@@ -94,12 +97,14 @@ def list_jobs(engine: Engine, run_id: str) -> list[dict[str, Any]]:
         return [_job_dict(job, with_edges=False) for job in _jobs(session, run_id, with_edges=False)]
 
 
-def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
+def run_detail(engine: Engine, run_id: str, root: str | None = None) -> dict[str, Any]:
     """A run with its packages, config, jobs (with used/generated artifacts) and the
-    distinct artifacts it touched."""
+    distinct artifacts it touched. Artifact paths are where the files are now: under ``root``
+    (default: the run's newest recorded location, else where it was written)."""
     with Session(engine) as session:
         run_id = resolve_run_id(session, run_id)
         run = session.get(Run, run_id)
+        root = os.path.abspath(root) if root else current_root(run)
         jobs = _jobs(session, run_id)
         n_failed = sum(1 for j in jobs if j.status == "failed")
         detail = run_summary({c.key: getattr(run, c.key) for c in Run.__table__.columns}, len(jobs), n_failed)
@@ -113,6 +118,10 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
             config_path=run.config_path,
             config_json=run.config_json,
             error=run.error,
+            root=root,
+            written_root=run.root,
+            locations=[{"root": loc.root, "recorded_at": iso_utc(loc.recorded_at), "checked": loc.checked, "note": loc.note}
+                       for loc in run.locations],
             packages={p.name: p.version for p in run.packages},
             environments=[
                 {
@@ -132,7 +141,7 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
                 for e in run.environments
             ],
         )
-        detail["jobs"] = [_job_dict(job, with_edges=True) for job in jobs]
+        detail["jobs"] = [_job_dict(job, with_edges=True, root=root) for job in jobs]
         artifacts: dict[int, dict[str, Any]] = {}
         for job in detail["jobs"]:
             for edge in job["used"] + job["generated"]:
@@ -141,12 +150,33 @@ def run_detail(engine: Engine, run_id: str) -> dict[str, Any]:
         return detail
 
 
-def verify(engine: Engine, run_id: str) -> dict[str, Any]:
-    """Recompute the digest of every file and directory a run read or wrote; report what changed."""
+def integrity_problem(engine: Engine) -> str | None:
+    """SQLite's own check of the database file (pages, indexes); None when it is sound."""
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        with engine.connect() as conn:
+            rows = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check(5)")]
+    except DatabaseError as exc:  # damaged beyond what the check can walk
+        return str(exc.orig)
+    return None if rows == ["ok"] else "; ".join(rows)
+
+
+def verify(engine: Engine, run_id: str, root: str | None = None) -> dict[str, Any]:
+    """Recompute the digest of every file and directory a run read or wrote; report what changed.
+    The run's results tree is looked for under ``root`` (default: its newest recorded location);
+    files outside it (the shared data bundle, crawl shards) at their recorded paths. The database
+    itself is checked first (``PRAGMA integrity_check``): verifying against a damaged record proves nothing."""
     from euroflow.provenance.hashing import DigestCache, observe
 
+    problem = integrity_problem(engine)
+    if problem:
+        raise EuroflowError(f"{engine.url.database}: the provenance database fails SQLite's integrity check ({problem[:300]}); "
+                            "restore it from a backup, or rebuild the records of a run with prov ingest")
     with Session(engine) as session:
         run_id = resolve_run_id(session, run_id)
+        run = session.get(Run, run_id)
+        root = os.path.abspath(root) if root else current_root(run)
         artifacts = session.scalars(
             select(Artifact)
             .where(
@@ -160,12 +190,36 @@ def verify(engine: Engine, run_id: str) -> dict[str, Any]:
         ).all()
         cache = DigestCache()
         checked = []
+        inside = 0
         for a in artifacts:
-            now = observe(a.path, cache)
+            path = on_disk(a.path, root)
+            inside += not os.path.isabs(a.path)
+            now = observe(path, cache)
             status = "missing" if now.kind == "missing" else "ok" if now.sha256 == a.sha256 else "changed"
-            checked.append({"path": a.path, "status": status, "recorded_sha256": a.sha256, "current_sha256": now.sha256})
+            checked.append({"path": path, "stored_path": a.path, "status": status, "recorded_sha256": a.sha256,
+                            "current_sha256": now.sha256})
         problems = [c for c in checked if c["status"] != "ok"]
-        return {"run": run_id, "checked": len(checked), "ok": not problems, "problems": problems}
+        return {"run": run_id, "root": root, "written_root": run.root, "checked": len(checked), "inside_root": inside,
+                "outside_root": len(checked) - inside, "ok": not problems, "problems": problems}
+
+
+def relocate(engine: Engine, run_id: str, root: str, *, note: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Record ``root`` as where run ``run_id``'s results tree now is, once every artifact of the run
+    verifies there (``prov verify --root``); a tree that does not verify is refused, naming the first problem."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise EuroflowError(f"{root}: no such directory")
+    result = verify(engine, run_id, root)
+    if not result["ok"]:
+        first = result["problems"][0]
+        raise EuroflowError(
+            f"{root}: {len(result['problems'])} of {result['checked']} artifacts of run {result['run']} do not verify there "
+            f"(first: {first['path']} {first['status']}); not recorded"
+        )
+    with Session(engine) as session, session.begin():
+        session.add(RunLocation(run_id=result["run"], root=root, recorded_at=now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                                checked=result["checked"], note=note))
+    return {"run": result["run"], "root": root, "checked": result["checked"], "inside_root": result["inside_root"]}
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -191,7 +245,8 @@ def _run_artifacts(session: Session, run: Run) -> dict[str, str | None]:
             .where(Job.run_id == run.id, Generated.role == "output")
         )
     ).all()
-    return {os.path.relpath(path, run.workdir) if run.workdir else path: sha for path, sha in rows}
+    base = run.root or run.workdir
+    return {path if not os.path.isabs(path) else os.path.relpath(path, base) if base else path: sha for path, sha in rows}
 
 
 def diff_runs(engine: Engine, run_a: str, run_b: str) -> dict[str, Any]:

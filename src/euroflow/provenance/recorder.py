@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from euroflow.errors import EuroflowError
 from euroflow.paths import artifact_category
 from euroflow.provenance.hashing import Observation
+from euroflow.provenance.locations import stored_path
 from euroflow.provenance.models import Artifact, Environment, Generated, Job, Run, RunPackage, SlurmJob, Used
 
 
@@ -39,6 +40,8 @@ def start_run(
     profile: str | None = None,
     packages: dict[str, str | None] | None = None,
     environment: dict[str, Any] | None = None,
+    pid: int | None = None,
+    root: str | None = None,
 ) -> Run:
     if session.get(Run, run_id) is not None:
         raise EuroflowError(f"run {run_id}: already recorded")
@@ -59,6 +62,8 @@ def start_run(
         git_diff_sha256=git_diff_sha256,
         site=site,
         profile=profile,
+        pid=pid,
+        root=root,
     )
     session.add(run)
     for name, version in (packages or {}).items():
@@ -70,10 +75,12 @@ def start_run(
 
 
 def set_run_config(
-    session: Session, run_id: str, *, config_json: str, config_hash: str, config_path: str | None = None
+    session: Session, run_id: str, *, config_json: str, config_hash: str, config_path: str | None = None,
+    root: str | None = None,
 ) -> Run:
     run = _run(session, run_id)
     run.config_json, run.config_hash, run.config_path = config_json, config_hash, config_path
+    run.root = root or run.root
     session.flush()
     return run
 
@@ -85,18 +92,64 @@ def end_run(session: Session, run_id: str, ended_at: dt.datetime, status: str, e
     return run
 
 
-def artifact_for(session: Session, observation: Observation, seen_at: dt.datetime) -> Artifact:
-    """The artifact for this (path, sha256), created the first time it is seen."""
+def head_alive(pid: int, started_at: dt.datetime) -> bool:
+    """Whether the Snakemake head that started a run at ``started_at`` is still process ``pid`` on
+    this host (a process created later only reuses the number)."""
+    import psutil
+
+    try:
+        created = psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+    return created <= started_at.replace(tzinfo=dt.timezone.utc).timestamp() + 5
+
+
+def interrupt_stale_runs(
+    session: Session, *, noticed_by: str, host: str | None, workdir: str | None = None, exclude: str | None = None,
+    alive=head_alive,
+) -> list[str]:
+    """Mark as ``interrupted`` the runs still ``running`` whose head process is gone: on this
+    ``host``, when its pid no longer runs; elsewhere, when a new run starts in the same ``workdir``
+    (Snakemake's lock on the directory means the old head ended). Their running jobs too.
+    Returns the run ids."""
+    stopped = []
+    for run in session.scalars(select(Run).where(Run.status == "running", Run.id != (exclude or ""))).all():
+        here = host is not None and run.host == host and run.pid is not None
+        if here:
+            gone = not alive(run.pid, run.started_at)
+        else:
+            gone = workdir is not None and run.workdir == workdir
+        if not gone:
+            continue
+        times = [t for job in run.jobs for t in (job.ended_at, job.started_at) if t is not None]
+        ended = max(times, default=run.started_at)
+        who = f"pid {run.pid} on {run.host}" if run.pid else f"on {run.host or 'an unknown host'}"
+        run.status, run.ended_at = "interrupted", ended
+        run.error = (f"interrupted: the Snakemake head process ({who}) ended without closing the run (killed, or its "
+                     f"node was lost); noticed by {noticed_by}")
+        for job in run.jobs:
+            if job.status == "running":
+                job.status, job.ended_at = "interrupted", ended
+                job.error = "the run was interrupted while this job ran; its sidecar (prov ingest) may tell how it ended"
+        stopped.append(run.id)
+    session.flush()
+    return stopped
+
+
+def artifact_for(session: Session, observation: Observation, seen_at: dt.datetime, root: str | None = None) -> Artifact:
+    """The artifact for this (path, sha256), created the first time it is seen; a path inside the
+    run's results tree ``root`` is stored relative to it."""
+    path = stored_path(observation.path, root)
     same_digest = Artifact.sha256.is_(None) if observation.sha256 is None else Artifact.sha256 == observation.sha256
-    found = session.scalars(select(Artifact).where(Artifact.path == observation.path, same_digest)).first()
+    found = session.scalars(select(Artifact).where(Artifact.path == path, same_digest)).first()
     if found is not None:
         return found
     artifact = Artifact(
-        path=observation.path,
+        path=path,
         sha256=observation.sha256,
         size=observation.size,
         kind=observation.kind,
-        category=artifact_category(observation.path),
+        category=artifact_category(path),
         first_seen_at=seen_at,
     )
     session.add(artifact)
@@ -120,7 +173,7 @@ def start_job(
 ) -> Job:
     """Record a new attempt of a job (by default the one after the last recorded) and the
     artifacts it uses (role, observation)."""
-    _run(session, run_id)
+    root = _run(session, run_id).root
     if attempt is None:
         previous = session.scalar(
             select(func.max(Job.attempt)).where(Job.run_id == run_id, Job.snakemake_jobid == snakemake_jobid)
@@ -141,7 +194,7 @@ def start_job(
     session.add(job)
     session.flush()
     for role, observation in inputs:
-        artifact = artifact_for(session, observation, started_at)
+        artifact = artifact_for(session, observation, started_at, root)
         if session.get(Used, (job.id, artifact.id, role)) is None:
             session.add(Used(job_id=job.id, artifact_id=artifact.id, role=role, at=started_at))
     session.flush()
@@ -149,8 +202,9 @@ def start_job(
 
 
 def _record_generated(session: Session, job: Job, outputs: Iterable[tuple[str, Observation]], at: dt.datetime) -> None:
+    root = job.run.root
     for role, observation in outputs:
-        artifact = artifact_for(session, observation, at)
+        artifact = artifact_for(session, observation, at, root)
         if session.get(Generated, (job.id, artifact.id, role)) is None:
             session.add(Generated(job_id=job.id, artifact_id=artifact.id, role=role, at=at))
 

@@ -31,6 +31,7 @@ from euroflow.provenance.hashing import DigestCache, observe
 SUFFIX = ".prov.json"
 FORMAT = "euroflow-job-sidecar/1"
 RUN_ID_VARIABLE = "EUROFLOW_RUN_ID"
+RUN_ROOT_VARIABLE = "EUROFLOW_RUN_ROOT"
 
 # Slurm's job environment -> sidecar field (https://slurm.schedmd.com/sbatch.html#SECTION_OUTPUT-ENVIRONMENT-VARIABLES)
 SLURM_VARIABLES = {
@@ -145,6 +146,7 @@ class JobRecord:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "workdir": os.getcwd(),
+            "run_root": os.environ.get(RUN_ROOT_VARIABLE),
             "started_at": time.time(),
             "ended_at": None,
             "status": "running",

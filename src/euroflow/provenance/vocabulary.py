@@ -1,8 +1,9 @@
 """The values the provenance store's status and kind columns take, importable without SQLAlchemy
 (the fast read path of ``euroflow prov runs`` offers them as choices)."""
 
-RUN_STATUSES = ("running", "success", "failed", "incomplete")
-JOB_STATUSES = ("running", "success", "failed", "incomplete")
+# interrupted: the Snakemake head ended without closing the run (killed, node lost); noticed later
+RUN_STATUSES = ("running", "success", "failed", "incomplete", "interrupted")
+JOB_STATUSES = ("running", "success", "failed", "incomplete", "interrupted")
 ARTIFACT_KINDS = ("file", "directory", "missing", "pipe", "storage")
 # what an artifact is to the pipeline (euroflow.paths.artifact_category decides from the layout)
 ARTIFACT_CATEGORIES = (

@@ -270,6 +270,7 @@ def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Meas
 
 _PRETRAIN_LOGS = """
 SELECT r.id AS run_id, r.config_json, a.path,
+       coalesce((SELECT l.root FROM run_locations l WHERE l.run_id = r.id ORDER BY l.id DESC LIMIT 1), r.root) AS root,
        (SELECT max(s.gpus) FROM slurm_jobs s WHERE s.job_id = j.id) AS gpus,
        (SELECT group_concat(DISTINCT s.partition) FROM slurm_jobs s WHERE s.job_id = j.id) AS partitions
 FROM runs r
@@ -293,6 +294,7 @@ def measured_throughput(db_path: str | Path, site: dict, config: dict) -> Measur
     where Slurm recorded one) whose config has the same ``model`` section: the median over the
     lines of their train logs of ``tokens_per_s`` (the whole job's) divided by the job's GPUs
     (``slurm_jobs.gpus``, else the run's ``training.nproc``). None when there is none."""
+    from euroflow.provenance.locations import on_disk
     from euroflow.provenance.lookup import connect
 
     pname = gpu_partition(site)[0]
@@ -313,7 +315,7 @@ def measured_throughput(db_path: str | Path, site: dict, config: dict) -> Measur
         seen.add(row["path"])
         gpus = row["gpus"] or run_config.get("training", {}).get("nproc") or 1
         try:
-            lines = Path(row["path"]).read_text(encoding="utf-8").splitlines()
+            lines = Path(on_disk(row["path"], row["root"])).read_text(encoding="utf-8").splitlines()
         except OSError:
             continue
         found = [rate / gpus for rate in map(_tokens_per_s, lines) if rate]
