@@ -186,6 +186,31 @@ def _sharded_state_dict(model, optimizer, *, is_loading: bool, rng: dict | None)
     return state
 
 
+_WRITE_RESULTS_MANAGER = None
+
+
+def _write_results_queue_dies_with_this_process() -> None:
+    """megatron collects the writers' results through a queue served by a ``Manager`` process it
+    spawns on the first save and never stops; when a rank is killed, that server lives on (holding
+    the rule's log pipe open, so the job never ends). Serve the queue from a manager that the
+    kernel kills with this process instead (Linux)."""
+    global _WRITE_RESULTS_MANAGER
+    import sys
+
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    if not sys.platform.startswith("linux") or filesystem_async._results_queue is not None:
+        return
+    from multiprocessing.managers import SyncManager
+
+    from euroflow.train.loop import _arm_parent_death_signal
+
+    manager = SyncManager(ctx=torch.multiprocessing.get_context("spawn"))
+    manager.start(initializer=_arm_parent_death_signal)
+    _WRITE_RESULTS_MANAGER = manager  # kept: a collected manager shuts its server down
+    filesystem_async._results_queue = manager.Queue()
+
+
 def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler, common: dict, keep: int | None = None) -> Path:
     """Collective: every rank calls it. ``common`` holds plain values identical on all ranks.
     With ``keep``, only the newest ``keep`` intact checkpoints remain afterwards."""
@@ -193,6 +218,7 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
 
     root = Path(root)
     rank, world = _world()
+    _write_results_queue_dies_with_this_process()
     final = iteration_dir(root, iteration)
     tmp = final.with_name(final.name + ".tmp")
     if rank == 0:
