@@ -24,8 +24,8 @@ SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DATA_ROOT_ENV = "EUROFLOW_DATA"
 
 
-def load_schema() -> dict:
-    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
 
@@ -126,12 +126,13 @@ def layout_problem(training: dict, world: int, ranks: str) -> str | None:
     return None
 
 
-def validate(config: dict, source: str = "<config>") -> dict:
-    """Validate ``config`` in place (defaults filled, languages expanded) and return it."""
+def validate(config: dict, source: str = "<config>", schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    """Validate ``config`` in place (defaults filled, languages expanded) and return it
+    (against the schema at ``schema_path``: by default this installation's)."""
     non_finite = _non_finite(config)
     if non_finite:
         raise EuroflowError(f"{source}: {non_finite[0]}: {non_finite[1]} is not a finite number")
-    schema = load_schema()
+    schema = load_schema(schema_path)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
@@ -222,8 +223,8 @@ def read(path: str | os.PathLike) -> dict:
     return config
 
 
-def load(path: str | os.PathLike) -> dict:
-    return validate(read(path), str(path))
+def load(path: str | os.PathLike, schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    return validate(read(path), str(path), schema_path)
 
 
 def data_root(config: dict) -> Path:

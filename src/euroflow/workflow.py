@@ -62,5 +62,5 @@ def resolve_run_config(config: dict[str, Any], configfiles: list[str], basedir: 
         config.clear()
         config.update(merged)
         files = [str(demo)]
-    run_config.validate(config, " + ".join(files))
+    run_config.validate(config, " + ".join(files), Path(basedir) / "workflow" / "schemas" / "config.schema.yaml")
     return files

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 
 import pytest
 import yaml
@@ -97,7 +98,7 @@ def test_eu_1b_on_each_site(name, peak, nodes, gpu_hours, partition, qos, per_no
         try:
             assert plan.plan(eu_1b(), site, nodes=fewer)["slurm"]["jobs"] > 1
         except EuroflowError as exc:  # a node count whose data-parallel size does not divide the batch
-            assert "does not divide the 512 micro batches" in str(exc)
+            assert "training.global_batch_size: 512 is not a multiple of micro_batch_size x data-parallel size" in str(exc)
     # the shipped TP=2 PP=1 at micro batch 1 fits: half of 18 bytes per parameter, the activations, 3 GiB
     assert (result["gpu"]["per_node"], result["gpu"]["memory_gb"]) == (per_node, memory_gb)
     dp = nodes * per_node // 2
@@ -170,10 +171,13 @@ def test_more_nodes_than_the_default_qos_takes_another_qos_and_then_fails():
 
 def test_node_counts_the_batch_cannot_take_are_errors():
     # 3 nodes x 4 GPUs / TP=2 = 6; 512 sequences / micro batch 1 = 512 micro batches
-    with pytest.raises(EuroflowError, match="--nodes: the data-parallel size 6 on 3 nodes does not divide the 512 micro batches"):
+    # the trainer's own start-up check (euroflow.config.layout_problem)
+    with pytest.raises(EuroflowError, match=re.escape("--nodes: training.global_batch_size: 512 is not a multiple of micro_batch_size x "
+                                                      "data-parallel size = 1 x 6 (12 ranks of 3 nodes x 4 GPUs / TP x PP 2)")):
         plan.plan(eu_1b(), sites.load("leonardo"), nodes=3)
     # 3 x 4 / TP=1 = 12; 512 / 4 = 128
-    with pytest.raises(EuroflowError, match="--nodes: the data-parallel size 12 on 3 nodes does not divide the 128 micro batches"):
+    with pytest.raises(EuroflowError, match=re.escape("--nodes: training.global_batch_size: 512 is not a multiple of micro_batch_size x "
+                                                      "data-parallel size = 4 x 12")):
         plan.plan(eu_1b(**TOO_BIG), sites.load("leonardo"), nodes=3)
     with pytest.raises(EuroflowError, match="--nodes: 0 is not a positive"):
         plan.plan(eu_1b(), sites.load("leonardo"), nodes=0)
@@ -212,14 +216,15 @@ def test_cli_json_prints_the_plan_then_fails_on_memory(capsys, monkeypatch, tmp_
     assert cli.main(["plan", "--site", "lumi", "--config", str(path), "--json"]) == 1
     out, err = capsys.readouterr()
     result = json.loads(out)
-    assert result["site"] == "lumi" and result["tokens"]["budget"] == TOKENS and result["nodes"] == 16
+    # the nodes profiles/lumi submits (4), not the fewest that would finish in one job
+    assert result["site"] == "lumi" and result["tokens"]["budget"] == TOKENS and result["nodes"] == 4
     assert result["throughput"]["description"] == "assumed MFU 0.40"
     assert result["memory"]["fits"] is False
     assert err.startswith(
         "euroflow: error: training.tensor_model_parallel_size/pipeline_model_parallel_size: "
         f"TP=1 PP=1 needs {gib_by_hand(1, 4):.1f} GiB per GPU at micro batch 4, over the 57.6 GiB usable"
     )
-    assert f"layouts that fit on 16 nodes: TP=8 PP=1 ({gib_by_hand(8, 4):.1f} GiB), TP=8 PP=2" in err
+    assert f"layouts that fit on 4 nodes: TP=8 PP=1 ({gib_by_hand(8, 4):.1f} GiB), TP=8 PP=2" in err
     assert "TP=8 PP=1 (39.9 GiB)" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -230,9 +235,9 @@ def test_cli_the_shipped_config_fits_on_lumi(capsys, monkeypatch, tmp_path):
     assert cli.main(["plan", "--site", "lumi", "--config", str(EU_1B_PATH)]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    for text in ("euroflow plan: eu-1b on lumi", "16 (128 GPUs; default: the fewest that finish in one job)",
-                 f"{gib_by_hand(2, 1):.1f} GiB with TP=2 PP=1 DP=64, micro batch 1: fits (57.6 GiB usable)",
-                 "37.5 GiB with TP=2"):
+    for text in ("euroflow plan: eu-1b on lumi", "4 (32 GPUs; ", "profiles/lumi/config.v8+.yaml: set-resources.pretrain.nodes)",
+                 f"{gib_by_hand(2, 1):.1f} GiB with TP=2 PP=1 DP=16, micro batch 1: fits (57.6 GiB usable)",
+                 "standard-g (48 h per job from ", "3 = ceil(105.5 h / (48 h - 0.5 h", "37.5 GiB with TP=2"):
         assert text in out
     assert "does NOT fit" not in out
     assert cli.main(["plan", "--site", "lumi", "--config", str(EU_1B_PATH), "--json"]) == 0
@@ -250,7 +255,7 @@ def test_cli_table_for_a_config_that_fits(capsys, monkeypatch, tmp_path):
     assert cli.main(["plan", "--site", "snellius", "--config", str(path), "--nodes", "4"]) == 0
     out = capsys.readouterr().out
     for text in ("euroflow plan: eu-1b on snellius", "100.66 B tokens", "assumed MFU 0.40", "4 (16 GPUs; --nodes)",
-                 "gpu_h100 (max 120 h)", "fits (84.6 GiB usable)"):
+                 "gpu_h100 (120 h per job from ", "fits (84.6 GiB usable)"):
         assert text in out
 
 

@@ -70,3 +70,23 @@ def test_export_refuses_a_checkpoint_of_another_shape(tmp_path, reference_run, t
     with pytest.raises(EuroflowError, match="iter_0000040"):
         export_hf(config, reference_run["out"] / "checkpoints", train_inputs["tokenizer"], tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_the_rope_base_is_written_for_transformers_4_and_5(exported, tmp_path):
+    """transformers 4.x reads `rope_theta` (default 10000): without it a 500k-base model loads as another model."""
+    from transformers import LlamaConfig
+
+    from euroflow.train.export_hf import _readable_by_older_transformers
+
+    out, _ = exported
+    written = json.loads((out / "config.json").read_text())
+    assert written["rope_theta"] == written["rope_parameters"]["rope_theta"] == 10000.0
+    assert written["torch_dtype"] == "float32"
+    eu_like = tmp_path / "config.json"
+    eu_like.write_text(json.dumps({**written, "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}}))
+    config = corpus.tiny_config()
+    config["model"]["rotary_base"] = 500000
+    _readable_by_older_transformers(eu_like, config)
+    data = json.loads(eu_like.read_text())
+    assert data["rope_theta"] == data["rope_parameters"]["rope_theta"] == 500000.0 and data["rope_scaling"] is None
+    assert LlamaConfig.from_pretrained(tmp_path).rope_parameters["rope_theta"] == 500000.0

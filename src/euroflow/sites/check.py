@@ -1,9 +1,12 @@
-"""``euroflow site check NAME [--config RUN]``: on a laptop, without Slurm, how every rule of a run
-would be submitted on a site, and everything the site would reject.
+"""``euroflow site check NAME --config RUN [--directory DIR]``: on a laptop, without Slurm, how every
+rule of a run would be submitted on a site, and everything the site or the trainer would reject.
 
-Checks: the account variable is set and well-formed; the profile's partitions, QOS, runtimes (at
-the last retry), nodes, cores, memory and GPUs fit the site; the model fits the GPU memory with
-the configured tensor/pipeline parallelism on the pretraining nodes.
+It reads the checkout in the working directory (or ``--directory``): its Snakefile, profiles,
+site files and schemas. Checks: the account variable is set and well-formed; the profile's
+partitions, QOS, runtimes (at the last retry), nodes, cores, memory and GPUs fit the site; the
+pretraining job's ranks can run the configured TP x PP and batch (the trainer's own start-up check)
+and the model fits their GPU memory; the same plan as ``euroflow plan`` (nodes, hours, chained jobs)
+for what the profile submits. It ends with a one-line verdict.
 """
 
 from __future__ import annotations
@@ -14,118 +17,132 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from euroflow import checkout as checkouts
 from euroflow import config as run_config
 from euroflow import sites
-from euroflow.config import REPO_ROOT
 from euroflow.errors import EuroflowError
 from euroflow.sites import profiles, submission
 from euroflow.sites.dry_run import planned_jobs
-
-DEFAULT_CONFIG = REPO_ROOT / "workflow" / "configs" / "tiny.yaml"
 
 
 @dataclass
 class SiteCheck:
     site: str
     config: str
+    checkout: str = ""
     account: str | None = None
     rules: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-
-def _simulated_shards(config: dict, workdir: Path) -> list[str]:
-    """A config overlay pointing HPLT sources at one empty shard per language, when the real shard
-    directory is not on this machine (the DAG has the same rules; only the shard count differs)."""
-    source = config["data"]["source"]
-    if source["kind"] == "ntrex-demo" or Path(source["shards"]).is_dir():
-        return []
-    from euroflow.languages import get
-
-    root = workdir / "simulated-shards"
-    for lang in config["languages"]:
-        shard = root / get(lang).hplt / "part-0001.jsonl.zst"
-        shard.parent.mkdir(parents=True, exist_ok=True)
-        shard.touch()
-    overlay = workdir / "simulated-shards.yaml"
-    import yaml
-
-    overlay.write_text(yaml.safe_dump({"data": {"source": {"kind": source["kind"], "shards": str(root)}}}), encoding="utf-8")
-    return [str(overlay)]
+    @property
+    def verdict(self) -> str:
+        if self.problems:
+            return f"site check {self.site}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}; nothing was submitted"
+        if self.plan is None:
+            return f"site check {self.site}: OK (no scheduler, everything runs here)"
+        p = self.plan
+        return (
+            f"site check {self.site}: OK: {len(self.rules) + 1} rules; pretrain on {p['nodes']} nodes ({p['gpus']} GPUs), "
+            f"TP={p['memory']['tp']} PP={p['memory']['pp']} DP={p['memory']['dp']}, {p['memory']['gib']['total']:.1f} GiB per GPU, "
+            f"{p['hours']['wall']:,.1f} h in {p['slurm']['jobs']} chained job{'s' if p['slurm']['jobs'] != 1 else ''}, "
+            f"{p['hours']['gpu']:,.0f} GPU-hours"
+            + (f" ({p['hours']['billed']['amount']:,.0f} {p['hours']['billed']['unit']}s billed)" if p["hours"].get("billed") else "")
+        )
 
 
-def _model_fit(config: dict, site: dict, resources: dict) -> tuple[dict[str, Any], list[str]]:
-    from euroflow.sites.plan import memory_fit
-
-    training = config["training"]
-    partition = resources.get("slurm_partition") or site["defaults"]["gpu_partition"]
-    node = site["nodes"][site["partitions"][partition]["node"]]
-    if not node.get("gpus"):
-        return {}, [f"{site['name']}: pretrain partition {partition} has no GPUs"]
-    tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
-    nodes = int(resources.get("nodes") or 1)
-    world = nodes * node["gpus"]
-    if world % (tp * pp):
-        return {}, [f"training: TP x PP = {tp * pp} does not divide the {world} GPUs of the pretrain job"]
-    result = memory_fit(config, node, nodes)
-    mem, fitting = result["memory"], result["fitting"]
-    total = result["estimate"].total / 2**30
-    fit = {"tp": tp, "pp": pp, "dp": mem["dp"], "gpus": world, "gib_per_gpu": round(total, 1), "gpu_memory_gb": node["gpu_memory_gb"]}
-    if mem["fits"]:
-        return fit, []
-    same_batch = fitting["layouts"] if fitting["micro_batch_size"] == training["micro_batch_size"] else []
-    alternatives = ", ".join(f"TP={o['tp']} PP={o['pp']}" for o in same_batch[:3]) or "none on this many nodes"
-    return fit, [
-        f"training: the model needs {total:.1f} GiB per GPU with TP={tp} PP={pp} (DP={mem['dp']}); "
-        f"a {node['gpu']} has {node['gpu_memory_gb']} GB. Fits with: {alternatives}"
-    ]
+def _absolute(value: str) -> str:
+    return str(Path(value).expanduser().absolute())
 
 
-def check(name: str, config_path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> SiteCheck:
+def _overlay(config: dict, workdir: Path) -> tuple[list[str], list[str]]:
+    """Config overlays for the dry run, which runs in a scratch directory: the paths the config gives
+    relative to here made absolute, and, when the HPLT shards are not on this machine, one empty shard
+    per language in their place (the DAG has the same rules; only the shard count differs)."""
+    source = dict(config["data"]["source"])
+    overlay: dict[str, Any] = {"paths": {"data_root": _absolute(str(run_config.data_root(config)))}}
+    notes = []
+    if source["kind"] != "ntrex-demo":
+        for key in ("shards", "manifest"):
+            if source.get(key):
+                source[key] = _absolute(source[key])
+        present = Path(source["manifest"]).is_file() if source.get("manifest") else Path(source.get("shards") or "").is_dir()
+        if not present:
+            from euroflow.languages import get
+
+            root = workdir / "simulated-shards"
+            for lang in config["languages"]:
+                shard = root / get(lang).hplt / "part-0001.jsonl.zst"
+                shard.parent.mkdir(parents=True, exist_ok=True)
+                shard.touch()
+            where = source.get("manifest") or source.get("shards")
+            notes.append(f"data.source ({where}) is not on this machine: planned with one shard per language")
+            source = {"kind": source["kind"], "shards": str(root)}
+        overlay["data"] = {"source": source}
+    path = workdir / "site-check-overlay.yaml"
+    path.write_text(yaml.safe_dump(overlay), encoding="utf-8")
+    return [str(path)], notes
+
+
+def _pretraining(result: SiteCheck, config: dict, site: dict, resources: dict, profile_dir: Path) -> None:
+    """The submitit job, and the plan and feasibility checks of what it will run."""
+    from euroflow.sites.plan import _does_not_fit, plan, pretrain_profile
+
+    params = submission.training_parameters(site, resources, account_name=result.account,
+                                            job_name=f"euroflow-pretrain-{config['run']['name']}")
+    folder = (Path(config["paths"]["results"]) / config["run"]["name"] / "train" / "submitit").absolute()
+    result.training = {"parameters": params, "script": submission.training_script(params, folder, submission.python_command(site, result.account))}
+    try:
+        result.plan = plan(config, site, profile=pretrain_profile(site, profile_dir))
+    except EuroflowError as exc:  # the layout the ranks cannot run, a partition without GPUs, ...
+        result.problems.append(str(exc))
+        return
+    if not result.plan["memory"]["fits"]:
+        result.problems.append(_does_not_fit(result.plan))
+
+
+def check(name: str, config_path: str | os.PathLike, environ: dict[str, str] | None = None,
+          directory: str | os.PathLike | None = None) -> SiteCheck:
     environ = dict(os.environ if environ is None else environ)
-    site = sites.load(name)
-    config_path = str(config_path or DEFAULT_CONFIG)
-    result = SiteCheck(site=name, config=config_path)
-    config = run_config.load(config_path)
+    found = checkouts.find(directory)
+    site = sites.load(name, found.sites)
+    result = SiteCheck(site=name, config=str(config_path), checkout=str(found.root))
+    if Path.cwd().resolve() != found.root:
+        result.notes.append(f"checkout: {found.root} (the working directory is not one)" if directory is None else f"checkout: {found.root}")
+    config = run_config.load(config_path, found.config_schema)
     if site["scheduler"] != "slurm":
         result.notes.append(f"{name}: no scheduler; every job runs on this machine (snakemake --profile profiles/{name})")
         return result
-    profile = profiles.load(name)
+    profile = profiles.load(name, found.profiles)
     try:
         result.account = submission.account(site, environ)
     except EuroflowError as exc:
         result.problems.append(str(exc))
     with tempfile.TemporaryDirectory(prefix="euroflow-site-check-") as tmp:
-        overlays = _simulated_shards(config, Path(tmp))
-        if overlays:
-            result.notes.append(f"data.source.shards ({config['data']['source']['shards']}) is not on this machine: planned with one shard per language")
-        jobs = planned_jobs(profiles.profile_path(name).parent, [config_path, *overlays], workdir=tmp,
-                            environ={site["account"]["variable"]: result.account or site["account"]["example"]})
+        overlays, notes = _overlay(config, Path(tmp))
+        result.notes += notes
+        account = {site["account"]["variable"]: result.account or site["account"]["example"]}
+        jobs = planned_jobs(profiles.profile_path(name, found.profiles).parent, [str(Path(config_path).absolute()), *overlays],
+                            workdir=tmp, environ=account, snakefile=found.snakefile)
     by_rule: dict[str, dict[str, Any]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], {**job, "count": 0})["count"] += 1
     result.problems += profiles.problems(site, profile, sorted(by_rule))
-    workdir = "<workdir>"
     for rule, job in by_rule.items():
         if rule == "all":
             continue
         resources = dict(job["resources"])
         if rule == "pretrain":
-            params = submission.training_parameters(site, resources, account_name=result.account, job_name=f"euroflow-pretrain-{config['run']['name']}")
-            folder = (Path(config["paths"]["results"]) / config["run"]["name"] / "train" / "submitit").absolute()
-            result.training = {
-                "parameters": params,
-                "script": submission.training_script(params, folder, submission.python_command(site, result.account)),
-            }
-            fit, fit_problems = _model_fit(config, site, resources)
-            result.training["memory"] = fit
-            result.problems += fit_problems
+            _pretraining(result, config, site, resources, found.profiles)
             continue
         threads = (profile.get("set-threads") or {}).get(rule, job["threads"])
         line = submission.sbatch_line(
             submission.PluginJob(rule, {**resources, "_wildcards": job["wildcards"]}, int(threads)),
-            profile, account_name=result.account, workdir=workdir,
+            profile, account_name=result.account, workdir="<workdir>",
         )
         result.rules.append({"rule": rule, "jobs": job["count"], "sbatch": line})
     return result
@@ -137,11 +154,11 @@ def render(result: SiteCheck) -> str:
     for rule in result.rules:
         out.append(f"\n## {rule['rule']} ({rule['jobs']} job{'s' if rule['jobs'] != 1 else ''})\n{rule['sbatch']} --wrap=\"<snakemake job step>\"")
     if result.training:
-        mem = result.training.get("memory") or {}
-        out.append(
-            "\n## pretrain: submitted by the rule itself through submitit (one task per GPU, requeued at the walltime)"
-        )
-        if mem:
-            out.append(f"# memory: {mem['gib_per_gpu']} GiB per GPU of {mem['gpu_memory_gb']} GB with TP={mem['tp']} PP={mem['pp']} DP={mem['dp']} on {mem['gpus']} GPUs")
+        out.append("\n## pretrain: submitted by the rule itself through submitit (one task per GPU, requeued at the walltime)")
+        if result.plan:
+            from euroflow.sites.plan import _rows
+
+            width = max(len(label) for label, _ in _rows(result.plan))
+            out += [f"# {label:<{width}}  {value}" for label, value in _rows(result.plan)]
         out.append(result.training["script"].rstrip())
     return "\n".join(out) + "\n"

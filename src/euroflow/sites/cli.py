@@ -16,7 +16,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the known sites")
     check = sub.add_parser("check", help="per rule, the sbatch line and environment a run would use; fails on what the site would reject")
     check.add_argument("name", help="site name (sites/<name>.yaml)")
-    check.add_argument("--config", default=None, help="run config (default: workflow/configs/tiny.yaml)")
+    check.add_argument("--config", required=True, help="the run config you will submit, e.g. workflow/configs/eu-1b.yaml")
+    check.add_argument("--directory", default=None, help="the euroflow checkout to check (default: the working directory)")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -30,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from euroflow.sites.check import check, render
 
-    result = check(args.name, args.config)
+    result = check(args.name, args.config, directory=args.directory)
     if args.json:
-        print(json.dumps(asdict(result), indent=1, default=str))
+        print(json.dumps(asdict(result) | {"verdict": result.verdict}, indent=1, default=str))
     else:
         print(render(result), end="")
     for problem in result.problems:
-        print(f"euroflow site check: error: {problem}", file=sys.stderr)
+        print(f"euroflow: error: {problem}", file=sys.stderr)
+    print(result.verdict, file=sys.stderr if result.problems else sys.stdout)
     return 1 if result.problems else 0

@@ -54,7 +54,7 @@ def _main(out: str, argv: list[str]) -> int:
     status = 0
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            snakemake_main(["--dry-run", "--forceall", "--snakefile", str(REPO_ROOT / "Snakefile"), *argv])
+            snakemake_main(["--dry-run", "--forceall", *argv])
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
     if status:
@@ -64,9 +64,11 @@ def _main(out: str, argv: list[str]) -> int:
 
 
 def planned_jobs(profile_dir: str | os.PathLike, configfiles: list[str], *, workdir: str | os.PathLike,
-                 environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every job of the workflow under ``profile_dir`` (rule, wildcards, threads, resources)."""
-    argv = ["--profile", str(Path(profile_dir).resolve()), "--directory", str(workdir)]
+                 environ: dict[str, str] | None = None, snakefile: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every job of the workflow (``snakefile``: by default this installation's) under ``profile_dir``
+    (rule, wildcards, threads, resources, shell command)."""
+    snakefile = Path(snakefile or Path(REPO_ROOT) / "Snakefile").resolve()
+    argv = ["--snakefile", str(snakefile), "--profile", str(Path(profile_dir).resolve()), "--directory", str(workdir)]
     if configfiles:  # one flag: a repeated --configfile replaces the earlier ones
         argv += ["--configfile", *(str(Path(path).resolve()) for path in configfiles)]
     out = Path(workdir) / "planned_jobs.json"
@@ -75,10 +77,13 @@ def planned_jobs(profile_dir: str | os.PathLike, configfiles: list[str], *, work
         capture_output=True,
         text=True,
         env={**os.environ, **(environ or {})},
-        cwd=REPO_ROOT,
+        cwd=snakefile.parent,
     )
     if proc.returncode:
         lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        ours = [line for line in lines if line.startswith("euroflow: error: ")]
+        if ours:  # the workflow's own one-line refusal
+            raise EuroflowError(f"dry run with {profile_dir} failed: {ours[-1].removeprefix('euroflow: error: ')}")
         at = next((i for i in range(len(lines) - 1, -1, -1) if "Error" in lines[i] or "Exception" in lines[i]), None)
         reason = " ".join(lines[at:at + 3]) if at is not None else (lines[-1] if lines else "no output")
         raise EuroflowError(f"dry run with {profile_dir} failed: {reason}")

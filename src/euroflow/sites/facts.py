@@ -36,11 +36,13 @@ def load(name: str, sites_dir: str | os.PathLike = SITES_DIR) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise EuroflowError(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return validate(site, str(path))
+    # the schema of the checkout the site files belong to (this installation's when it has none)
+    schema = Path(sites_dir).parent / "workflow" / "schemas" / "site.schema.yaml"
+    return validate(site, str(path), schema if schema.is_file() else SCHEMA_PATH)
 
 
-def validate(site: Any, source: str) -> dict[str, Any]:
-    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+def validate(site: Any, source: str, schema_path: str | os.PathLike = SCHEMA_PATH) -> dict[str, Any]:
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(site), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         raise EuroflowError(f"{source}: {schema_error_message(errors[0])}")

@@ -17,8 +17,10 @@ exceed the default's ``max_nodes``). One job runs at most ``max_hours``, of whic
 checkpoint saved when Slurm signals the time limit; a longer run is a chain of
 ``ceil(wall hours / (max_hours - MARGIN_HOURS))`` jobs, each resuming from the last checkpoint.
 
-Nodes, unless given: the fewest whose run finishes in one job; when none does (``max_nodes``, or
-the batch: the data-parallel size must divide the micro batches of a step), the most allowed.
+Nodes, unless given: what the site's Snakemake profile submits (``set-resources.pretrain``: nodes,
+partition, QOS and the walltime of each job, which decides the chain of jobs); for a site without
+one, the fewest whose run finishes in one job; when none does (``max_nodes``, or the batch: the
+data-parallel size must divide the micro batches of a step), the most allowed.
 
 Memory: :mod:`euroflow.sites.memory` under the configured TP/PP; a layout that does not fit is
 reported with the layouts that do (at the configured micro batch size, else the largest smaller
@@ -30,11 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from euroflow.config import layout_problem
 from euroflow.errors import EuroflowError
 from euroflow.model_size import padded_vocab_size, parameter_count
 from euroflow.sites import memory
@@ -90,16 +94,10 @@ def _allocation(site: dict, pname: str, partition: dict, nodes: int) -> dict[str
     return {"partition": pname} | chosen
 
 
-def _layout_problem(nodes: int, gpus: int, tp: int, pp: int, micro_batches: int) -> str | None:
-    world = nodes * gpus
-    if world % (tp * pp):
-        return f"{nodes} nodes x {gpus} GPUs = {world} GPUs is not a multiple of TP x PP = {tp * pp}"
-    if micro_batches % (world // (tp * pp)):
-        return (
-            f"the data-parallel size {world // (tp * pp)} on {nodes} nodes does not divide the {micro_batches} "
-            "micro batches of a step (training.global_batch_size / micro_batch_size)"
-        )
-    return None
+def layout_on(training: dict, nodes: int, gpus: int) -> str | None:
+    """Why ``nodes`` nodes of ``gpus`` GPUs cannot run the configured parallelism (the check the
+    trainer makes at start-up, :func:`euroflow.config.layout_problem`); None if they can."""
+    return layout_problem(training, nodes * gpus, f"{nodes} nodes x {gpus} GPUs")
 
 
 def _schedule(tokens: int, tokens_per_s_per_gpu: float, nodes: int, gpus: int, max_hours: float) -> dict[str, Any]:
@@ -112,10 +110,12 @@ def _schedule(tokens: int, tokens_per_s_per_gpu: float, nodes: int, gpus: int, m
     }
 
 
-def _default_nodes(site, pname, partition, gpus, tp, pp, micro_batches, tokens, rate) -> int:
+def _default_nodes(site, pname, partition, gpus, training, tokens, rate) -> int:
+    tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
+    micro_batches = training["global_batch_size"] // training["micro_batch_size"]
     chosen = None
     for n in range(1, micro_batches * tp * pp // gpus + 1):
-        if _layout_problem(n, gpus, tp, pp, micro_batches):
+        if layout_on(training, n, gpus):
             continue
         try:
             hours = _allocation(site, pname, partition, n)["max_hours"]
@@ -176,16 +176,48 @@ def memory_fit(config: dict, node: dict, nodes: int) -> dict[str, Any]:
     }
 
 
-def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Measured | None = None, mfu: float = DEFAULT_MFU) -> dict:
-    """The plan of a validated run config on validated site facts (see the module docstring)."""
+def _profile_allocation(site: dict, profile: dict) -> tuple[str, dict, str, dict, dict]:
+    """The pretraining job as the site's profile submits it: partition, QOS, walltime per job."""
+    from euroflow.sites.profiles import limits
+
+    resources, source = profile["resources"], profile["path"]
+    pname = resources.get("slurm_partition") or site.get("defaults", {}).get("gpu_partition")
+    if pname not in site["partitions"]:
+        raise EuroflowError(f"{source}: set-resources.pretrain.slurm_partition: {pname!r} is not a partition of {site['name']}")
+    partition = site["partitions"][pname]
+    node = site["nodes"][partition["node"]]
+    if not node.get("gpus"):
+        raise EuroflowError(f"{source}: set-resources.pretrain.slurm_partition: {pname} has no GPUs")
+    defaults = site.get("defaults", {})
+    # as the launcher submits it (submission.training_parameters)
+    qos = resources.get("qos") or (defaults.get("gpu_qos") if pname == defaults.get("gpu_partition") else None)
+    max_hours, max_nodes = limits(site, pname, qos)
+    runtime = resources.get("runtime")
+    hours = min(max_hours, float(runtime) / 60) if runtime else max_hours
+    if hours <= MARGIN_HOURS:
+        raise EuroflowError(f"{source}: set-resources.pretrain.runtime: {runtime} min leaves nothing after the {MARGIN_HOURS} h per-job margin")
+    allocation = {"partition": pname, "qos": qos, "max_hours": hours, "max_nodes": max_nodes, "source": source}
+    return pname, partition, partition["node"], node, allocation
+
+
+def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Measured | None = None, mfu: float = DEFAULT_MFU,
+         profile: dict | None = None) -> dict:
+    """The plan of a validated run config on validated site facts (see the module docstring).
+
+    ``profile`` (``{"path", "resources"}``: the pretrain rule's resources as the site's Snakemake
+    profile sets them) makes the plan the one that will be submitted: its nodes (unless ``nodes``
+    is given), partition, QOS and walltime per job, which decides the chain of jobs."""
     if not 0 < mfu <= 1:
         raise EuroflowError(f"--mfu: {mfu} is not in (0, 1]")
     model, training = config["model"], config["training"]
     vocab = config["tokenizer"]["vocab_size"]
-    tp, pp = training["tensor_model_parallel_size"], training["pipeline_model_parallel_size"]
-    mbs, gbs = training["micro_batch_size"], training["global_batch_size"]
-    micro_batches = gbs // mbs
-    pname, partition, node_name, node = gpu_partition(site)
+    tp = training["tensor_model_parallel_size"]
+    gbs = training["global_batch_size"]
+    if profile is not None:
+        pname, partition, node_name, node, profile_allocation = _profile_allocation(site, profile)
+    else:
+        pname, partition, node_name, node = gpu_partition(site)
+        profile_allocation = None
     gpus, peak = node["gpus"], node.get("peak_bf16_tflops")
 
     tokens = training["train_steps"] * gbs * model["seq_length"]
@@ -213,21 +245,36 @@ def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Meas
         notes.append(f"training.precision is {training['precision']}: the peak and MFU are bf16's; expect slower")
 
     by_default = nodes is None
-    if by_default:
-        nodes = _default_nodes(site, pname, partition, gpus, tp, pp, micro_batches, tokens, rate)
+    if by_default and profile_allocation is not None:
+        nodes = int(profile["resources"].get("nodes") or 1)
+    elif by_default:
+        nodes = _default_nodes(site, pname, partition, gpus, training, tokens, rate)
     elif nodes < 1:
         raise EuroflowError(f"--nodes: {nodes} is not a positive number of nodes")
-    allocation = _allocation(site, pname, partition, nodes)
-    problem = _layout_problem(nodes, gpus, tp, pp, micro_batches)
+    if profile_allocation is not None:
+        allocation = profile_allocation
+        if allocation["max_nodes"] and nodes > allocation["max_nodes"]:
+            raise EuroflowError(f"--nodes: {nodes} exceeds the {allocation['max_nodes']} nodes of partition {pname} on {site['name']}")
+    else:
+        allocation = _allocation(site, pname, partition, nodes)
+    problem = layout_on(training, nodes, gpus)
     if problem:
-        raise EuroflowError(f"--nodes: {problem}")
+        where = "--nodes" if not by_default else f"{profile['path']}: set-resources.pretrain.nodes" if profile else "nodes"
+        raise EuroflowError(f"{where}: {problem}")
     hours = _schedule(tokens, rate, nodes, gpus, allocation["max_hours"])
     if not by_default:
         nodes_reason = "--nodes"
+    elif profile_allocation is not None:
+        nodes_reason = f"{profile['path']}: set-resources.pretrain.nodes"
     elif hours["jobs"] == 1:
         nodes_reason = "default: the fewest that finish in one job"
     else:
         nodes_reason = "default: the most allowed, as no count finishes in one job"
+    billing = site.get("billing")
+    if billing:
+        billed = hours["node"] * billing["per_node_hour"]
+        hours["billed"] = {"unit": billing["unit"], "amount": billed, "per_node_hour": billing["per_node_hour"],
+                           "note": billing.get("note")}
 
     fit = memory_fit(config, node, nodes)
 
@@ -260,7 +307,7 @@ def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Meas
         "nodes": nodes,
         "nodes_reason": nodes_reason,
         "gpus": nodes * gpus,
-        "hours": {"wall": hours["wall"], "gpu": hours["gpu"], "node": hours["node"]},
+        "hours": {k: hours[k] for k in ("wall", "gpu", "node", "billed") if k in hours},
         "slurm": allocation | {"margin_hours": MARGIN_HOURS, "jobs": hours["jobs"]},
         "memory": fit["memory"],
         "fitting": fit["fitting"],
@@ -327,6 +374,19 @@ def measured_throughput(db_path: str | Path, site: dict, config: dict) -> Measur
     return Measured(statistics.median(rates), tuple(dict.fromkeys(runs)), len(rates))
 
 
+def pretrain_profile(site: dict, profiles_dir: str | Path) -> dict | None:
+    """The pretrain job's resources as ``profiles/<site>`` sets them (None when the site has no
+    Slurm profile there): what the workflow will submit."""
+    from euroflow.sites import profiles
+
+    path = profiles.profile_path(site["name"], profiles_dir)
+    if site.get("scheduler") != "slurm" or not path.is_file():
+        return None
+    profile = profiles.load(site["name"], profiles_dir)
+    resources = profiles.rule_resources(profile, "pretrain")
+    return {"path": os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path), "resources": resources}
+
+
 def _layouts(layouts: list[dict[str, Any]]) -> str:
     return ", ".join(f"TP={o['tp']} PP={o['pp']} ({o['gib_per_gpu']} GiB)" for o in layouts) or "none"
 
@@ -343,6 +403,11 @@ def _rows(result: dict) -> list[tuple[str, str]]:
     shape = f"{model['layers']} layers, hidden {model['hidden_size']}, vocabulary {model['vocab_size']:,}"
     steps = f"{tokens['train_steps']:,} steps x {tokens['global_batch_size']} x {tokens['seq_length']}"
     margin = f"{slurm['max_hours']:g} h - {slurm['margin_hours']:g} h for start-up and the checkpoint at the time limit"
+    if slurm.get("source"):
+        walltime = f"{slurm['max_hours']:g} h per job from {slurm['source']}{nodes_limit}"
+    else:
+        walltime = f"max {slurm['max_hours']:g} h{nodes_limit}"
+    billed = hours.get("billed")
     layout = f"TP={mem['tp']} PP={mem['pp']} DP={mem['dp']}, micro batch {mem['micro_batch_size']}"
     verdict = "fits" if mem["fits"] else "does NOT fit"
     fit = _layouts(fitting["layouts"])
@@ -356,9 +421,11 @@ def _rows(result: dict) -> list[tuple[str, str]]:
         ("throughput", rate),
         ("nodes", f"{result['nodes']} ({result['gpus']} GPUs; {result['nodes_reason']})"),
         ("wall time", f"{hours['wall']:,.1f} h"),
-        ("GPU-hours", f"{hours['gpu']:,.0f}"),
+        ("GPU-hours", f"{hours['gpu']:,.0f} (one GPU = one {gpu['name']} for an hour)"),
         ("node-hours", f"{hours['node']:,.0f}"),
-        ("partition", f"{slurm['partition']}{qos} (max {slurm['max_hours']:g} h{nodes_limit})"),
+        *([("billed", f"{billed['amount']:,.0f} {billed['unit']}s ({billed['per_node_hour']:g} per node-hour"
+                      + (f"; {billed['note']}" if billed.get("note") else "") + ")")] if billed else []),
+        ("partition", f"{slurm['partition']}{qos} ({walltime})"),
         ("Slurm jobs", f"{slurm['jobs']} = ceil({hours['wall']:,.1f} h / ({margin}))"),
         ("memory per GPU", f"{mem['gib']['total']:.1f} GiB with {layout}: {verdict} ({mem['usable_gib']} GiB usable)"),
         ("layouts that fit", fit),
@@ -392,18 +459,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="euroflow plan", description=__doc__.splitlines()[0])
     parser.add_argument("--site", required=True, help="sites/<name>.yaml")
     parser.add_argument("--config", required=True, help="the run config")
-    parser.add_argument("--nodes", type=int, default=None, help="nodes per job (default: fewest that finish in one job)")
+    parser.add_argument("--nodes", type=int, default=None,
+                        help="nodes per job (default: the site profile's, else the fewest that finish in one job)")
+    parser.add_argument("--directory", default=None, help="the euroflow checkout whose profiles/ and sites/ to use (default: this one)")
     parser.add_argument("--db", default=None, help="provenance database with measured runs (default: the config's, if it exists)")
     parser.add_argument("--mfu", type=float, default=DEFAULT_MFU, help=f"assumed model FLOPs utilization (default {DEFAULT_MFU})")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = parser.parse_args(argv)
 
-    config = run_config.load(args.config)
-    site = sites.load(args.site)
-    gpu_partition(site)
+    from euroflow import checkout
+
+    found = checkout.find(args.directory)
+    config = run_config.load(args.config, found.config_schema)
+    site = sites.load(args.site, found.sites)
+    profile = pretrain_profile(site, found.profiles)
+    if profile is None:
+        gpu_partition(site)
     db = args.db or RunPaths(config).provenance_db
     throughput = measured_throughput(db, site, config) if args.db or Path(db).is_file() else None
-    result = plan(config, site, nodes=args.nodes, throughput=throughput, mfu=args.mfu)
+    result = plan(config, site, nodes=args.nodes, throughput=throughput, mfu=args.mfu, profile=profile)
+    if Path.cwd().resolve() != found.root:
+        result["notes"].append(f"profiles and site files of the checkout {found.root}")
 
     if args.json:
         print(json.dumps(result, indent=2))

@@ -78,6 +78,18 @@ def hf_llama_config(config: dict, vocab_size: int, meta: dict):
     )
 
 
+def _readable_by_older_transformers(path: Path, config: dict) -> None:
+    """transformers 5 writes the RoPE base only inside ``rope_parameters``; 4.x reads ``rope_theta``
+    (and would load the model silently with its default, 10000: a different model) and the dtype
+    as ``torch_dtype``. Write both spellings, so that llama.cpp's converter, vLLM and 4.x stacks
+    read the same model."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["rope_theta"] = float(config["model"]["rotary_base"])
+    data.setdefault("rope_scaling", None)
+    data.setdefault("torch_dtype", data.get("dtype", "float32"))
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def megatron_to_llama(state: dict, config: dict) -> dict:
     """Rename and split a (TP=1) GPTModel state dict into Llama's parameter names."""
     model = config["model"]
@@ -152,6 +164,7 @@ def export_hf(config: dict, checkpoint_dir, tokenizer_dir, out_dir) -> dict:
 
     with atomic_path(out_dir, directory=True) as tmp:
         hf_model.save_pretrained(tmp, safe_serialization=True)
+        _readable_by_older_transformers(tmp / "config.json", config)
         GenerationConfig(bos_token_id=meta["bos_id"], eos_token_id=meta["eos_id"]).save_pretrained(tmp)
         for name in TOKENIZER_FILES:
             if (tokenizer_dir / name).is_file():
