@@ -10,11 +10,15 @@ PYTEST_ARGS ?=
 LLAMA_CPP_VERSION := 0.3.36
 WHEELHOUSE ?= $(HOME)/.cache/euroflow/wheels
 LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)
+# roc-validator checks the RO-Crate export; it pins rich<14, so it gets a venv of its own. rocrate 0.9.0
+# comes along only for its bundled RO-Crate 1.1 JSON-LD context (served to the validator offline)
+ROCV_VENV ?= .venv-roc-validator
+ROCV_STAMP := $(ROCV_VENV)/.installed
 # the local one-node Slurm cluster of the tests marked `slurm` (state under EUROFLOW_SLURM_ROOT, default /tmp/euroflow-slurm)
 SLURM_UP := tests/slurm/cluster/up.sh
 SLURM_DOWN := tests/slurm/cluster/down.sh
 
-.PHONY: install install-llama-cpp demo test lint dry-run clean-demo slurm-up slurm-down
+.PHONY: install install-llama-cpp install-roc-validator demo test lint dry-run clean-demo slurm-up slurm-down
 
 install: $(STAMP)
 
@@ -41,6 +45,15 @@ $(LLAMA_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	@touch $@
 
+install-roc-validator: $(ROCV_STAMP)
+
+$(ROCV_STAMP): envs/roc-validator.txt
+	@echo "== installing roc-validator into $(ROCV_VENV) (envs/roc-validator.txt)"
+	@test -x $(ROCV_VENV)/bin/python || $(PYTHON) -m venv $(ROCV_VENV)
+	$(ROCV_VENV)/bin/pip install --quiet --disable-pip-version-check -r envs/roc-validator.txt
+	$(ROCV_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps rocrate==0.9.0
+	@touch $@
+
 demo: install
 	@start=$$(date +%s); \
 	$(BIN)/snakemake --profile profiles/local --configfile $(DEMO_CONFIG) && \
@@ -50,7 +63,7 @@ demo: install
 # Brings the Slurm cluster up for the tests and down afterwards, pass or fail (a cluster that was already up,
 # e.g. from `make slurm-up`, stays up). Under CI=true a failed bring-up fails the target; elsewhere the
 # slurm tests skip. Exits with pytest's status.
-test: install install-llama-cpp
+test: install install-llama-cpp install-roc-validator
 	@if bash $(SLURM_UP) --check >/dev/null 2>&1; then \
 	  echo "== slurm: already up, leaving it up after the tests (make slurm-down stops it)"; \
 	elif bash $(SLURM_UP); then \
@@ -63,7 +76,7 @@ test: install install-llama-cpp
 	  echo "!! WARNING: no Slurm test cluster (see above): the tests marked slurm will SKIP" >&2; \
 	  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
 	fi; \
-	EUROFLOW_REQUIRE_LLAMA_CPP=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	EUROFLOW_REQUIRE_LLAMA_CPP=1 EUROFLOW_ROC_VALIDATOR=$(ROCV_VENV)/bin/rocrate-validator $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 slurm-up:
 	@bash $(SLURM_UP)

@@ -117,8 +117,9 @@ def ids(value) -> set[str]:
 def test_ro_crate_reads_back_with_every_action_and_file(recorded, tmp_path, which):
     detail = recorded["details"][which]
     out = export_ro_crate(recorded["engine"], detail["id"], tmp_path / "crate", license="https://spdx.org/licenses/CC-BY-4.0")
-    # only the metadata and the (small) Snakefile: data files are referenced, never copied
-    assert sorted(p.name for p in out.iterdir()) == ["Snakefile", "ro-crate-metadata.json"]
+    # only the metadata, a README and the (small) Snakefile: data files are referenced, never copied
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "Snakefile", "ro-crate-metadata.json"]
+    assert detail["id"] in (out / "README.md").read_text()
     assert (out / "Snakefile").read_text() == (recorded["workdir"] / "Snakefile").read_text()
 
     crate = ROCrate(out)
@@ -128,7 +129,11 @@ def test_ro_crate_reads_back_with_every_action_and_file(recorded, tmp_path, whic
     assert set(WRROC_PROFILES) - {"https://w3id.org/workflowhub/workflow-ro-crate/1.0"} <= ids(crate.root_dataset["conformsTo"])
     assert ids(crate.metadata["conformsTo"]) >= {"https://w3id.org/ro/crate/1.1", "https://w3id.org/workflowhub/workflow-ro-crate/1.0"}
 
-    jobs, artifacts = detail["jobs"], detail["artifacts"]
+    readme = crate.get("README.md")
+    assert readme["about"].id == "./" and readme["encodingFormat"] == "text/markdown"
+    artifacts = detail["artifacts"]
+    # the `all` target ran nothing and wrote nothing: no action of its own
+    jobs = [j for j in detail["jobs"] if j["rule"] != "all" or j["status"] != "success"]
     actions = {a.id: a for a in crate_entities(crate, "CreateAction")}
     assert len(actions) == len(jobs) + 1
     assert len(crate_entities(crate, "ControlAction")) == len(jobs)
@@ -144,7 +149,9 @@ def test_ro_crate_reads_back_with_every_action_and_file(recorded, tmp_path, whic
         assert entity["sha256"] == artifact["sha256"]
         assert entity["contentSize"] == str(artifact["size"])
         assert ("Dataset" if artifact["kind"] == "directory" else "File") in entity.type
-        assert entity.id.startswith(Path(artifact["path"]).as_uri())
+        assert entity.id.startswith(Path(artifact["path"]).as_uri())  # outside any recorded results tree
+        if artifact["kind"] == "file":
+            assert entity["encodingFormat"] == "text/plain"  # the workflow's .txt files and .log logs
 
     def uris(edges):
         return {e.id for a in edges for e in data.values() if e["alternateName"] == a["path"] and e["sha256"] == a["sha256"]}
@@ -184,3 +191,12 @@ def test_export_replaces_an_existing_output(recorded, tmp_path):
     assert not (out / "stale.txt").exists()
     assert ROCrate(out).root_dataset["license"]  # RO-Crate requires one even when none was given
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crate"]
+
+
+def test_media_types_of_the_pipeline_files():
+    from euroflow.provenance.export import media_type
+
+    assert [media_type(p) for p in ("a/ntrex.jsonl.zst", "r.json", "w.md", "x.gguf", "c.png", "t.log", "b.parquet", "s.sig.npz")] == [
+        "application/zstd", "application/json", "text/markdown", "application/octet-stream", "image/png", "text/plain",
+        "application/vnd.apache.parquet", "application/zip",
+    ]

@@ -32,6 +32,7 @@ from euroflow.provenance.db import DatabaseLocked, open_db, session_factory
 from euroflow.provenance.models import Run
 from euroflow.provenance.environment import (
     git_diff_sha256,
+    git_remote_url,
     git_state,
     package_versions,
     redact_command,
@@ -309,6 +310,7 @@ class RunCapture:
             git_commit=commit,
             git_dirty=dirty,
             git_diff_sha256=git_diff_sha256(source_dir) if dirty else None,
+            git_remote=git_remote_url(source_dir),
             site=site_name(profile, os.path.join(source_dir, "sites")),
             profile=profile,
             packages=package_versions(),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shlex
 import subprocess
 from importlib import metadata
+from urllib.parse import urlsplit
 
 # distribution names as pip knows them; "python" is the interpreter itself
 KEY_PACKAGES = (
@@ -50,6 +52,25 @@ def git_state(directory: str | os.PathLike) -> tuple[str | None, bool | None]:
     commit = head.strip() if head else None
     dirty = None if status is None else bool(status.strip())
     return commit, dirty
+
+
+def git_remote_url(directory: str | os.PathLike) -> str | None:
+    """The web address of the ``origin`` remote of the work tree containing ``directory``
+    (``git@github.com:org/repo.git`` and ``https://user:token@host/org/repo.git`` both give
+    ``https://host/org/repo``); None without one, or when it is a local path."""
+    remote = _git(directory, "remote", "get-url", "origin")
+    if not remote:
+        return None
+    remote = remote.strip()
+    scp = re.fullmatch(r"(?:[\w.-]+@)?([\w.-]+):(?!//)(.+)", remote)
+    if scp:
+        remote = f"https://{scp[1]}/{scp[2]}"
+    parsed = urlsplit(remote)
+    if parsed.scheme not in ("http", "https", "ssh", "git") or not parsed.hostname:
+        return None
+    path = parsed.path.removesuffix(".git").rstrip("/")
+    port = f":{parsed.port}" if parsed.port and parsed.scheme in ("http", "https") else ""
+    return f"https://{parsed.hostname}{port}{path}"  # credentials never leave the machine
 
 
 def git_diff_sha256(directory: str | os.PathLike) -> str | None:

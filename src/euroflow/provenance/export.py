@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from prov.model import PROV_ROLE, PROV_TYPE, ProvDocument
 from sqlalchemy import Engine
@@ -35,6 +36,7 @@ EXTRA_TERMS = {"sha256": "http://schema.org/sha256"}
 COMPLETED = "http://schema.org/CompletedActionStatus"
 FAILED = "http://schema.org/FailedActionStatus"
 NO_LICENSE = "unspecified: no licence was given when this run was exported"
+BIOSCHEMAS_WORKFLOW = "https://bioschemas.org/profiles/ComputationalWorkflow/1.0-RELEASE"
 
 
 def _detail(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -169,57 +171,177 @@ def _file_uri(path: str, kind: str) -> str:
     return uri + "/" if kind == "directory" else uri
 
 
+def data_entity_id(artifact: dict[str, Any], run_id: str) -> str:
+    """A portable identifier for an artifact: inside the run's results tree, an ``arcp`` URI naming
+    the run and the path in its tree (``arcp://uuid,<run>/tiny/quantized/tiny-Q8_0.gguf``), valid
+    wherever the tree is; outside it (the shared data bundle, crawl shards), its ``file://`` URI."""
+    import uuid
+
+    import arcp
+
+    stored = artifact.get("stored_path") or artifact["path"]
+    if Path(stored).is_absolute():
+        return _file_uri(stored, artifact["kind"])
+    path = quote(Path(stored).as_posix()) + ("/" if artifact["kind"] == "directory" else "")
+    try:
+        return arcp.arcp_uuid(str(uuid.UUID(run_id)), path)
+    except ValueError:  # a run id that is no UUID (runs recorded from sidecars of a foreign tool)
+        return arcp.arcp_name(quote(run_id, safe=""), path)
+
+
+# what a file's name says it holds, where mimetypes does not know (RO-Crate: encodingFormat)
+MEDIA_TYPES = {
+    ".jsonl.zst": "application/zstd", ".zst": "application/zstd", ".jsonl": "application/jsonl",
+    ".json": "application/json", ".npz": "application/zip", ".npy": "application/x-npy",
+    ".parquet": "application/vnd.apache.parquet", ".gguf": "application/octet-stream",
+    ".safetensors": "application/octet-stream", ".bin": "application/octet-stream", ".idx": "application/octet-stream",
+    ".pt": "application/octet-stream", ".model": "application/octet-stream", ".distcp": "application/octet-stream",
+    ".md": "text/markdown", ".log": "text/plain", ".txt": "text/plain", ".tsv": "text/tab-separated-values",
+    ".yaml": "application/yaml", ".smk": "text/x-snakemake", ".sqlite": "application/vnd.sqlite3", ".gz": "application/gzip",
+}
+
+
+def media_type(path: str) -> str:
+    import mimetypes
+
+    name = Path(path).name.lower()
+    for suffix, media in sorted(MEDIA_TYPES.items(), key=lambda item: -len(item[0])):
+        if name.endswith(suffix):
+            return media
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+def _run_metadata(detail: dict[str, Any]) -> dict[str, Any]:
+    """The ``run`` section of the recorded run config (licence, authors, publisher)."""
+    try:
+        return (json.loads(detail.get("config_json") or "{}") or {}).get("run") or {}
+    except ValueError:
+        return {}
+
+
+def _license_entity(crate: Any, value: str) -> Any:
+    """An SPDX identifier (``Apache-2.0``) or a licence URL, as the contextual entity RO-Crate recommends."""
+    from rocrate.model.contextentity import ContextEntity
+
+    url = value if "://" in value else f"https://spdx.org/licenses/{value}"
+    props = {"@type": "CreativeWork", "name": value} | ({} if "://" in value else {"identifier": value})
+    return crate.add(ContextEntity(crate, url, properties=props))
+
+
+def _organization(crate: Any, value: str | dict | None) -> Any:
+    """An organization of the run config (a name, or ``{name, url}``) as a contextual entity; one per name."""
+    from rocrate.model.contextentity import ContextEntity
+
+    if not value:
+        return None
+    value = {"name": value} if isinstance(value, str) else value
+    ident = value.get("url") or f"#organization-{quote(value['name'], safe='')}"
+    return crate.get(ident) or crate.add(ContextEntity(crate, ident, properties=_present({
+        "@type": "Organization", "name": value["name"], "url": value.get("url"),
+    })))
+
+
+def _readme(detail: dict[str, Any], root: str | None) -> str:
+    arcp_root = f"arcp://uuid,{detail['id']}/"
+    lines = [
+        f"# euroflow run {detail['id']}",
+        "",
+        f"Snakemake run {detail['id']} ({detail['status']}), {detail['started_at']} to {detail['ended_at']}, "
+        f"recorded by euroflow and exported as a Provenance Run Crate (Workflow Run RO-Crate {WRROC_VERSION}).",
+        "",
+        f"- results tree: `{root or '(not recorded)'}`; files in it are named `{arcp_root}<path in the tree>`, "
+        "valid wherever the tree is moved (`euroflow prov verify RUN --root DIR` checks a copy)",
+        f"- code: git commit `{detail.get('git_commit') or 'unknown'}`{' (with uncommitted changes)' if detail.get('git_dirty') else ''}; "
+        f"config sha256 `{detail.get('config_hash') or 'unknown'}`",
+        "- data files are not copied into the crate: each has its sha256 and size; `ro-crate-metadata.json` lists every job "
+        "attempt with what it read and wrote",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def export_ro_crate(engine: Engine, run_id: str, out: Path, *, license: str | None = None) -> Path:
     """Write the run ``run_id`` as a Provenance Run Crate (Workflow Run RO-Crate 0.5) directory ``out``.
 
     The crate conforms to RO-Crate 1.1, Workflow RO-Crate 1.0 and the Process, Workflow and
-    Provenance Run Crate 0.5 profiles:
+    Provenance Run Crate 0.5 profiles (roc-validator: REQUIRED and RECOMMENDED levels):
 
-    * the Snakefile is the main ``ComputationalWorkflow``; it is copied into the crate as
-      ``Snakefile`` (the file as it is at export time: the run's git commit and dirty flag are
-      recorded on the run action). Each rule is a ``SoftwareApplication`` the workflow ``hasPart``
-      and a ``HowToStep`` of the workflow.
+    * the Snakefile is the main ``ComputationalWorkflow`` (Bioschemas profile 1.0, version: the
+      run's git commit), copied into the crate; a ``README.md`` about the crate says how to read it;
+    * licence, authors and publisher come from the run config's ``run`` section (``license``: an
+      SPDX id or URL; ``--license`` overrides; a warning names what is unset);
+    * each rule is ``SoftwareSourceCode`` (the workflow ``hasPart`` it; a ``HowToStep`` per rule);
     * the run is a ``CreateAction`` with the workflow as ``instrument``; its ``object`` are the
-      artifacts the jobs read that no job of this run wrote, its ``result`` the artifacts written.
-    * every job attempt is a ``CreateAction`` (name: rule and wildcards, start/end time,
-      ``actionStatus`` completed/failed) with the rule as ``instrument``, its inputs as ``object``
-      and everything it wrote (outputs, logs, benchmarks) as ``result``; a ``ControlAction`` per
-      attempt links it to its step, and an ``OrganizeAction`` (Snakemake as ``instrument``) has the
-      control actions as ``object`` and the run action as ``result``.
+      artifacts the jobs read that no job of this run wrote, its ``result`` the artifacts written;
+    * every job attempt that ran a command is a ``CreateAction`` (name: rule and wildcards,
+      start/end time, ``actionStatus``) with its rule as ``instrument``, its inputs as ``object`` and
+      everything it wrote as ``result``; a ``ControlAction`` per attempt links it to its step, and an
+      ``OrganizeAction`` (Snakemake as ``instrument``) has the control actions as ``object``.
 
     Data files are NOT copied (checkpoints are many GB): each artifact is a ``File`` (or
-    ``Dataset`` for a directory) whose ``@id`` is the absolute ``file://`` URI of its recorded
-    path, with ``sha256`` and ``contentSize`` (bytes). RO-Crate allows absolute URIs as data
-    entity identifiers, and such entities need not be in the crate payload. When a run saw two
-    contents at one path, each is kept apart with ``#sha256=<digest>`` appended to the URI.
-
-    RO-Crate requires a ``license`` on the crate: ``license`` (a URL such as an SPDX licence URL,
-    or a text) is used when given; otherwise the crate says the licence is unspecified.
+    ``Dataset`` for a directory) with ``sha256``, ``contentSize`` (bytes) and ``encodingFormat``,
+    identified by :func:`data_entity_id` (portable ``arcp`` URIs inside the run's results tree).
+    When a run saw two contents at one path, each is kept apart with ``#sha256=<digest>``.
     """
+    import sys
+    import tempfile
+
     from rocrate.model.contextentity import ContextEntity
     from rocrate.model.softwareapplication import SoftwareApplication
     from rocrate.rocrate import ROCrate
 
     out = Path(out)
     detail = _detail(engine, run_id)
+    meta = _run_metadata(detail)
     crate = ROCrate(version=RO_CRATE_VERSION)
     crate.name = f"euroflow run {detail['id']}"
     crate.description = f"Snakemake run {detail['id']} ({detail['status']}) recorded by euroflow"
     crate.datePublished = _crate_time(detail["ended_at"] or detail["started_at"])
-    if license and "://" in license:
-        crate.license = crate.add(ContextEntity(crate, license, properties={"@type": "CreativeWork", "name": license}))
+    licence = license or meta.get("license")
+    unset = []
+    if licence:
+        crate.license = _license_entity(crate, licence)
     else:
-        crate.license = license or NO_LICENSE
+        crate.license = NO_LICENSE
+        unset.append("run.license")
+    authors = []
+    for i, author in enumerate(meta.get("authors") or []):
+        author = {"name": author} if isinstance(author, str) else author
+        affiliation = _organization(crate, author.get("affiliation"))
+        authors.append(crate.add(ContextEntity(crate, author.get("orcid") or f"#author-{i + 1}", properties=_present({
+            "@type": "Person", "name": author["name"], "affiliation": affiliation,
+        }))))
+    if authors:
+        crate.root_dataset["author"] = _one_or_many(authors)
+    else:
+        unset.append("run.authors")
+    publisher = _organization(crate, meta.get("publisher"))
+    if publisher is not None:
+        crate.root_dataset["publisher"] = publisher
+    else:
+        unset.append("run.publisher")
+    if unset:
+        print(f"euroflow: warning: run {detail['id']}: {', '.join(unset)} not set in the run config; the crate says so "
+              "(set them for a crate others can cite and reuse)", file=sys.stderr)
     crate.metadata.extra_terms.update(EXTRA_TERMS)
 
     snakefile = Path(detail["snakefile"]) if detail["snakefile"] else None
     if snakefile is None or not snakefile.is_file():
         raise EuroflowError(f"run {detail['id']}: Snakefile {snakefile} is missing, cannot describe the workflow")
-    workflow = crate.add_workflow(
-        snakefile, dest_path="Snakefile", main=True, lang="snakemake",
-        lang_version=detail["snakemake_version"],
-        properties={"name": "Snakefile", "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"]},
-    )
+    code_version = detail.get("git_commit") or detail["snakemake_version"] or "unknown"
+    # where the code of this commit can be read (the origin remote), so that rules have absolute ids
+    code_url = f"{detail['git_remote']}/blob/{detail['git_commit']}" if detail.get("git_remote") and detail.get("git_commit") else None
+    workflow_props = {"name": "Snakefile", "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
+                      "version": code_version, "encodingFormat": "text/x-snakemake", "conformsTo": {"@id": BIOSCHEMAS_WORKFLOW}}
+    if code_url:  # where the remote serves this commit's workflow
+        workflow_props["url"] = f"{code_url}/{snakefile.name}"
+    # a file of the crate (Workflow RO-Crate requires it), so its id is relative: the one
+    # Process Run Crate recommendation (absolute ids for all code) that cannot hold beside it
+    workflow = crate.add_workflow(snakefile, dest_path="Snakefile", main=True, lang="snakemake",
+                                  lang_version=detail["snakemake_version"], properties=workflow_props)
+    if crate.get(BIOSCHEMAS_WORKFLOW) is None:
+        crate.add(ContextEntity(crate, BIOSCHEMAS_WORKFLOW, properties={"@type": "CreativeWork", "name": "Bioschemas ComputationalWorkflow profile", "version": "1.0-RELEASE"}))
     for profile_id, name in WRROC_PROFILES.items():
         if crate.get(profile_id) is None:
             crate.add(ContextEntity(crate, profile_id, properties={
@@ -237,39 +359,45 @@ def export_ro_crate(engine: Engine, run_id: str, out: Path, *, license: str | No
         paths_seen[artifact["path"]] = paths_seen.get(artifact["path"], 0) + 1
     entities = {}
     for artifact in detail["artifacts"]:
-        uri = _file_uri(artifact["path"], artifact["kind"])
+        uri = data_entity_id(artifact, detail["id"])
         if paths_seen[artifact["path"]] > 1:
             uri += f"#sha256={artifact['sha256']}"
         props = _present({
             "name": Path(artifact["path"]).name,
-            "alternateName": artifact["path"],
+            "alternateName": artifact.get("stored_path") or artifact["path"],
             "sha256": artifact["sha256"],
             "contentSize": None if artifact["size"] is None else str(artifact["size"]),
         })
         if artifact["kind"] == "directory":
             entity = crate.add_dataset(uri, properties=props)
         else:
-            entity = crate.add_file(uri, properties=props)
+            entity = crate.add_file(uri, properties=props | {"encodingFormat": media_type(artifact["path"])})
         entities[artifact["artifact_id"]] = entity
 
+    # a job that ran nothing and wrote nothing (the `all` target) is no action of its own
+    jobs = [j for j in detail["jobs"] if j["shellcmd"] or j["generated"] or j["status"] != "success"]
     tools, steps = {}, {}
-    for position, rule in enumerate(dict.fromkeys(j["rule"] for j in detail["jobs"])):
-        tools[rule] = crate.add(SoftwareApplication(crate, f"#rule-{rule}", properties={"name": f"rule {rule}"}))
+    for position, rule in enumerate(dict.fromkeys(j["rule"] for j in jobs)):
+        rule_id = f"{code_url}/{snakefile.name}#rule-{quote(rule)}" if code_url else f"#rule-{rule}"
+        tools[rule] = crate.add(ContextEntity(crate, rule_id, properties=_present({
+            "@type": "SoftwareSourceCode", "name": f"rule {rule}", "version": code_version,
+            "programmingLanguage": {"@id": workflow["programmingLanguage"].id}, "url": code_url,
+        })))
         steps[rule] = crate.add(ContextEntity(crate, f"#step-{rule}", properties={
-            "@type": "HowToStep", "name": rule, "position": str(position), "workExample": {"@id": f"#rule-{rule}"},
+            "@type": "HowToStep", "name": rule, "position": str(position), "workExample": {"@id": rule_id},
         }))
         workflow.append_to("hasPart", tools[rule])
         workflow.append_to("step", steps[rule])
 
-    written_ids = {e["artifact_id"] for j in detail["jobs"] for e in j["generated"]}
-    run_inputs = sorted({e["artifact_id"] for j in detail["jobs"] for e in j["used"]} - written_ids)
+    written_ids = {e["artifact_id"] for j in jobs for e in j["generated"]}
+    run_inputs = sorted({e["artifact_id"] for j in jobs for e in j["used"]} - written_ids)
     run_action = crate.add_action(workflow, f"#run-{detail['id']}", properties=_present({
         "@type": "CreateAction",
         "name": f"Snakemake run {detail['id']}",
         "startTime": _crate_time(detail["started_at"]),
         "endTime": _crate_time(detail["ended_at"]),
         "actionStatus": _status(detail["status"]),
-        "description": detail["command"],
+        "description": detail["command"] or f"Snakemake run {detail['id']}",
         "error": detail["error"],
     }))
     run_action["object"] = _one_or_many([entities[i] for i in run_inputs])
@@ -282,7 +410,7 @@ def export_ro_crate(engine: Engine, run_id: str, out: Path, *, license: str | No
         run_action["agent"] = person
 
     control_actions, job_actions = [], []
-    for job in detail["jobs"]:
+    for job in jobs:
         job_id = f"#job-{detail['id']}-{job['snakemake_jobid']}.{job['attempt']}"
         action = crate.add_action(tools[job["rule"]], job_id, properties=_present({
             "@type": "CreateAction",
@@ -290,7 +418,7 @@ def export_ro_crate(engine: Engine, run_id: str, out: Path, *, license: str | No
             "startTime": _crate_time(job["started_at"]),
             "endTime": _crate_time(job["ended_at"]),
             "actionStatus": _status(job["status"]),
-            "description": job["shellcmd"],
+            "description": job["shellcmd"] or f"Snakemake job {_label(job)} ({job['status']})",
             "error": job["error"],
         }))
         action["object"] = _one_or_many([entities[e["artifact_id"]] for e in job["used"]])
@@ -314,6 +442,12 @@ def export_ro_crate(engine: Engine, run_id: str, out: Path, *, license: str | No
         **_present({"startTime": _crate_time(detail["started_at"]), "endTime": _crate_time(detail["ended_at"])}),
     }))
 
-    with atomic_path(out, directory=True) as tmp:
-        crate.write(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        readme = Path(scratch) / "README.md"
+        readme.write_text(_readme(detail, detail.get("root")), encoding="utf-8")
+        crate.add_file(readme, dest_path="README.md", properties={
+            "name": "README.md", "about": {"@id": "./"}, "encodingFormat": "text/markdown",
+        })
+        with atomic_path(out, directory=True) as tmp:
+            crate.write(tmp)
     return out

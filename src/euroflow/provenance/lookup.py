@@ -143,6 +143,7 @@ def run_summary(run: Any, n_jobs: int, n_failed: int) -> dict[str, Any]:
         "site": run["site"],
         "profile": run["profile"],
         "git_diff_sha256": run["git_diff_sha256"],
+        "git_remote": run["git_remote"] if "git_remote" in run.keys() else None,
     }
 
 

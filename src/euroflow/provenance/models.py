@@ -64,6 +64,8 @@ class Run(Base):
     git_dirty: Mapped[Optional[bool]] = mapped_column(Boolean)
     # sha256 of `git diff HEAD --binary` plus untracked files: which uncommitted code ran
     git_diff_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    # the web address of the code's origin remote (https, no credentials): where the commit can be read
+    git_remote: Mapped[Optional[str]] = mapped_column(Text)
     site: Mapped[Optional[str]] = mapped_column(String(64), index=True)
     profile: Mapped[Optional[str]] = mapped_column(Text)
     error: Mapped[Optional[str]] = mapped_column(Text)

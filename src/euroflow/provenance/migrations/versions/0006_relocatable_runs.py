@@ -1,5 +1,5 @@
-"""Relocatable runs: the head process of a run, the root its artifact paths are relative to, and
-every place the run's tree was later found or moved to.
+"""Relocatable runs: the head process of a run, the root its artifact paths are relative to,
+every place the run's tree was later found or moved to, and the web address of its code.
 
 Revision ID: 0006_relocatable_runs
 Revises: 0005_slurm_restarts
@@ -19,6 +19,7 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("pid", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("root", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("git_remote", sa.Text(), nullable=True))
     op.create_table(
         "run_locations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -37,5 +38,6 @@ def downgrade() -> None:
     op.drop_index("ix_run_locations_run_id", table_name="run_locations")
     op.drop_table("run_locations")
     with op.batch_alter_table("runs") as batch:
+        batch.drop_column("git_remote")
         batch.drop_column("root")
         batch.drop_column("pid")
