@@ -183,6 +183,11 @@ def test_the_run_is_described_by_sidecars_report_and_card(e2e, tmp_path):
     assert sorted(lang["lang"] for lang in languages) == sorted(LANGS)
     assert all(lang["tokens"] > 0 and lang["documents"] > 0 and 0 < lang["weight"] < 1 for lang in languages)
     assert (tmp_path / "card" / "card.md").read_text().count("sr-Latn") >= 1
+    # the blend's data holes (a language without validation tokens) are in the card, before its tables
+    blend = json.loads(Path(paths.blend).read_text())
+    assert card["training_data"]["warnings"] == blend["warnings"]
+    for warning in blend["warnings"]:
+        assert f"- **Warning:** {warning}" in (tmp_path / "card" / "card.md").read_text()
 
 
 def test_a_moved_results_tree_verifies_and_its_files_have_their_lineage(e2e, tmp_path):

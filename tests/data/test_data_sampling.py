@@ -12,6 +12,7 @@ import yaml
 from euroflow import config as run_config
 from euroflow.data import cli
 from euroflow.data.sampling import (
+    blend_markdown,
     compute_blend,
     compute_weights,
     per_split_data_args,
@@ -123,6 +124,17 @@ def test_blend_splits_a_language_weight_over_its_shards_per_split():
     assert per_split_data_args(blend)["valid"] == ["0.75", "de/1.valid", "0.25", "en/1.valid"]
     with pytest.raises(EuroflowError, match="no tokenized shards for language ka"):
         compute_blend(weights, {**reports, "ka": []}, 1000)
+
+
+def test_a_language_without_validation_tokens_is_a_warning_or_an_error():
+    weights = {"policy": "explicit", "params": {}, "languages": [{"lang": "de", "weight": 0.5}, {"lang": "lv", "weight": 0.5}]}
+    reports = {"de": [_report("de/1", 300, 10)], "lv": [_report("lv/1", 200, 0), _report("lv/2", 50, 0)]}
+    blend = compute_blend(weights, reports, training_tokens=1000)
+    assert blend["warnings"] == ["lv: no validation tokens after filtering and deduplication (0 documents in 2 shards)"]
+    assert blend_markdown(blend).startswith("- **warning:** lv: no validation tokens")
+    with pytest.raises(EuroflowError, match=r"^data.require_valid: 1 languages have no validation tokens \(lv\); raise data.valid_fraction"):
+        compute_blend(weights, reports, training_tokens=1000, require_valid=True)
+    assert compute_blend(weights, {**reports, "lv": [_report("lv/1", 200, 3)]}, 1000, require_valid=True)["warnings"] == []
 
 
 def test_weights_cli_writes_json_and_table(tmp_path):

@@ -59,6 +59,7 @@ rule blend:
         paths.log("blend"),
     params:
         config=paths.resolved_config,
+        require_valid=config["data"]["require_valid"],
         out_dir=lambda wildcards, output: Path(output.json).parent,
     conda:
         "../../envs/euroflow.yaml"

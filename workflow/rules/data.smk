@@ -54,7 +54,7 @@ rule dedup_language:
         paths.log("dedup_language/{lang}"),
     params:
         config=paths.resolved_config,
-        filters={k: v for k, v in config["data"].items() if k != "source"},
+        filters={k: v for k, v in config["data"].items() if k not in ("source", "require_valid")},
     conda:
         "../../envs/euroflow.yaml"
     shell:

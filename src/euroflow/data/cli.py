@@ -75,7 +75,10 @@ def _blend(args: argparse.Namespace) -> int:
     from euroflow.paths import RunPaths
 
     cfg = config.load(args.config)
-    blend = write_blend(args.weights, RunPaths(cfg).tokenized_reports(), args.out_dir, config.training_tokens(cfg))
+    blend = write_blend(args.weights, RunPaths(cfg).tokenized_reports(), args.out_dir, config.training_tokens(cfg),
+                        require_valid=cfg["data"]["require_valid"])
+    for warning in blend["warnings"]:
+        print(f"euroflow: warning: {warning}", file=sys.stderr)
     sizes = {split: len(blend["megatron_blend_per_split"][split]) // 2 for split in ("train", "valid")}
     print(f"{args.out_dir}/blend.json: {blend['policy']}: {sizes['train']} train and {sizes['valid']} valid datasets")
     return 0

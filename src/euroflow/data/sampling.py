@@ -196,16 +196,33 @@ def write_weights(
     return weights
 
 
+def data_holes(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Languages of the run that a split has no tokens of after filtering and deduplication: the
+    language is then missing from that split of the blend (validation loss says nothing about it)."""
+    holes = []
+    for entry in entries:
+        for split, what in (("train", "training"), ("valid", "validation")):
+            if not entry[f"tokens_{split}"]:
+                holes.append({"lang": entry["lang"], "split": split,
+                              "message": f"{entry['lang']}: no {what} tokens after filtering and deduplication "
+                                         f"({entry['docs_' + split]} documents in {entry['shards']} shards)"})
+    return holes
+
+
 def compute_blend(
     weights: Mapping[str, Any],
     shard_reports: Mapping[str, Sequence[Mapping[str, Any]]],
     training_tokens: int | None,
+    *,
+    require_valid: bool = False,
 ) -> dict[str, Any]:
     """The Megatron blend per split from the language weights and every tokenized shard's report.
 
     Within a language each shard's dataset is weighted by its share of the language's tokens in that
     split, so a language's weight is the sum over its shards; empty datasets are left out. Expected
-    tokens and epochs of a language assume training reads ``training_tokens`` tokens.
+    tokens and epochs of a language assume training reads ``training_tokens`` tokens. A language
+    with no tokens in a split is listed under ``warnings`` (:func:`data_holes`); with
+    ``require_valid`` (``data.require_valid``) one without validation tokens is an error.
     """
     blend: dict[str, list[Any]] = {split: [] for split in SPLITS}
     entries = []
@@ -234,6 +251,13 @@ def compute_blend(
                 "expected_epochs": expected / tokens["train"] if expected is not None and tokens["train"] else None,
             }
         )
+    holes = data_holes(entries)
+    no_valid = [hole["lang"] for hole in holes if hole["split"] == "valid"]
+    if require_valid and no_valid:
+        raise EuroflowError(
+            f"data.require_valid: {len(no_valid)} languages have no validation tokens ({', '.join(no_valid)}); raise "
+            "data.valid_fraction, add shards, or set data.require_valid: false to train without their validation loss"
+        )
     for split in SPLITS:
         total = sum(blend[split][0::2])
         if total <= 0:
@@ -243,13 +267,15 @@ def compute_blend(
         "policy": weights["policy"],
         "params": {**weights["params"], "training_tokens": training_tokens},
         "languages": entries,
+        "warnings": [hole["message"] for hole in holes],
         "megatron_blend": blend["train"],
         "megatron_blend_per_split": blend,
     }
 
 
 def blend_markdown(blend: Mapping[str, Any]) -> str:
-    return _markdown(
+    warnings = "".join(f"- **warning:** {w}\n" for w in blend.get("warnings") or [])
+    return (warnings + "\n" if warnings else "") + _markdown(
         f"Training blend: {blend['policy']}",
         f"Parameters: {_params_text(blend['params'])}. Tokens are after deduplication, per split; expected tokens "
         f"and epochs assume training reads {blend['params']['training_tokens'] or 0:,} tokens.",
@@ -272,11 +298,13 @@ def write_blend(
     shard_reports: Mapping[str, Sequence[str | os.PathLike]],
     out_dir: str | os.PathLike,
     training_tokens: int | None,
+    *,
+    require_valid: bool = False,
 ) -> dict[str, Any]:
     """Write ``blend.json``, ``blend.md`` and ``per_split_data_args.json`` to ``out_dir``."""
     weights = read_blend(weights_path)
     reports = {lang: [read_json(p, "tokenized shard report") for p in paths] for lang, paths in shard_reports.items()}
-    blend = compute_blend(weights, reports, training_tokens)
+    blend = compute_blend(weights, reports, training_tokens, require_valid=require_valid)
     _write_texts(
         Path(out_dir),
         {

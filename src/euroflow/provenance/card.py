@@ -446,6 +446,8 @@ def _data_sections(config: dict | None, record: _Record, tokens_seen: Any) -> tu
         },
         "languages": languages,
         "totals": totals_out,
+        # languages a split has no tokens of (the blend's own check): visible before the tables
+        "warnings": [w for w in (blend or {}).get("warnings") or [] if isinstance(w, str)],
         "notes": notes,
     }
 
@@ -864,6 +866,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     out += _notes(m["notes"])
 
     out += ["## 2. Training data", ""]
+    out += [f"- **Warning:** {w}" for w in d.get("warnings") or []] + ([""] if d.get("warnings") else [])
     src = d["source"]
     out += _kv([
         ("source", src["name"]), ("source kind (config)", src["kind"]), ("description", src["description"]),
