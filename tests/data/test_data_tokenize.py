@@ -284,3 +284,30 @@ def test_index_bytes_are_megatrons(tmp_path, dtype):
     docs = [[5, 6, 7], [8], [9, 10, 11, 12, 13]]
     tok._write_index(tmp_path / "x.idx", np.array([len(d) for d in docs], dtype=np.int32), dtype)
     assert (tmp_path / "x.idx").read_bytes() == _megatron_bytes(tmp_path, docs, dtype)[1]
+
+
+def test_a_tokenizer_that_declares_too_small_a_vocabulary_is_refused_before_writing(tmp_path, data_root, small_tokenizer):
+    """A tokenizer_meta.json claiming fewer ids than the model has: its ids would wrap in the .bin's dtype."""
+    import shutil
+
+    lying = tmp_path / "tokenizer"
+    shutil.copytree(small_tokenizer, lying)
+    meta = json.loads((lying / "tokenizer_meta.json").read_text())
+    (lying / "tokenizer_meta.json").write_text(json.dumps({**meta, "vocab_size": 600}))
+    prefix = tmp_path / "out" / "de"
+    with pytest.raises(EuroflowError, match=r"tokenizer_meta.json: vocab_size 600, but tokenizer.model has 1500 pieces"):
+        tokenize_shard(_shard(tmp_path, data_root), lying, prefix)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_id_outside_the_declared_vocabulary_never_reaches_the_bin(small_tokenizer):
+    encoder = tok._Encoder(small_tokenizer, 1)
+    assert encoder.check_ids(np.array([3, 1499, 7], dtype=np.int64)) == 1499
+    with pytest.raises(EuroflowError, match=r"produced token id 70000, outside the vocabulary of 1500 it declares .*stored as uint16"):
+        encoder.check_ids(np.array([3, 70000], dtype=np.int64))
+
+
+def test_the_report_gives_the_largest_token_id(tmp_path, data_root, small_tokenizer):
+    result = tokenize_shard(_shard(tmp_path, data_root), small_tokenizer, tmp_path / "de")
+    docs = read_documents(tmp_path / "de")
+    assert result["max_token_id"] == max(int(d.max()) for d in docs) and result["vocab_size"] == 1500

@@ -82,3 +82,22 @@ def test_micro_batches_split_the_global_batch_like_megatron():
     assert one_rank == [[16, 17], [18, 19], [20, 21], [22, 23]]
     rank0, rank1 = ids(micro_batches(dataset, 16, 2, 2, 0, 2)), ids(micro_batches(dataset, 16, 2, 2, 1, 2))
     assert rank0 == [[16, 17], [20, 21]] and rank1 == [[18, 19], [22, 23]]
+
+
+def test_datasets_of_another_tokenizer_are_refused_at_start_up(tmp_path, train_inputs):
+    """The tokenizer given to training declares 600 ids; the datasets hold ids up to ~1000."""
+    import shutil
+
+    small = tmp_path / "tokenizer"
+    shutil.copytree(train_inputs["tokenizer"], small)
+    meta = json.loads((small / "tokenizer_meta.json").read_text())
+    (small / "tokenizer_meta.json").write_text(json.dumps({**meta, "vocab_size": 600}))
+    with pytest.raises(EuroflowError, match=r"\.bin: holds token id \d+, outside the vocabulary of 600 of the tokenizer .*tokenizer: tokenized with another tokenizer"):
+        build_datasets(corpus.tiny_config(), train_inputs["blend"], small, tmp_path / "cache", train_samples=8, valid_samples=8)
+    blend = json.loads(train_inputs["blend"].read_text())
+    blend["languages"][0]["max_token_id"] = 999  # what the tokenize reports said: refused without reading data
+    flat = blend["megatron_blend"]
+    flat[1::2] = [str((train_inputs["blend"].parent / prefix).resolve()) for prefix in flat[1::2]]
+    (tmp_path / "blend.json").write_text(json.dumps(blend))
+    with pytest.raises(EuroflowError, match=r"blend.json: language \S+: its datasets hold token ids up to 999, but the tokenizer"):
+        build_datasets(corpus.tiny_config(), tmp_path / "blend.json", small, tmp_path / "cache", train_samples=8, valid_samples=8)

@@ -245,6 +245,7 @@ def compute_blend(
                 "shards": len(reports),
                 "docs_train": sum(int(r["docs"]["train"]) for r in reports),
                 "docs_valid": sum(int(r["docs"]["valid"]) for r in reports),
+                "max_token_id": max((r["max_token_id"] for r in reports if isinstance(r.get("max_token_id"), int)), default=None),
                 "tokens_train": tokens["train"],
                 "tokens_valid": tokens["valid"],
                 "expected_tokens": round(expected) if expected is not None else None,

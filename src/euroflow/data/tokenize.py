@@ -98,6 +98,11 @@ class _Encoder:
             self.prefix, self.suffix = [meta["bos_id"]], [meta["eos_id"]]
             self.reference_name = "sentencepiece"
             self._sp = load_sentencepiece(self.dir)
+            if self._sp.get_piece_size() > self.vocab_size:
+                raise EuroflowError(
+                    f"{self.dir / 'tokenizer_meta.json'}: vocab_size {self.vocab_size}, but tokenizer.model has "
+                    f"{self._sp.get_piece_size()} pieces; the tokenizer files disagree"
+                )
             if tokenizer_json.is_file():
                 config = read_json(tokenizer_json, "tokenizer")
                 # SentencePiece never matches its control pieces (<s>, </s>) inside text; without the
@@ -132,6 +137,20 @@ class _Encoder:
                 self._giga = None
         self.backend = "gigatoken" if self._giga is not None else self.reference_name
         self.verified = self._giga is None
+
+    def check_ids(self, content: np.ndarray) -> int:
+        """The largest id in ``content``; an id outside the declared vocabulary (which the ``.bin``'s
+        dtype would silently wrap: 70000 stored as 4464 in uint16) is an error, before anything is written."""
+        if not content.size:
+            return -1
+        top = int(content.max())
+        if top >= self.vocab_size or int(content.min()) < 0:
+            bad = top if top >= self.vocab_size else int(content.min())
+            raise EuroflowError(
+                f"{self.dir}: the tokenizer produced token id {bad}, outside the vocabulary of {self.vocab_size} it declares "
+                f"(tokenizer_meta.json / tokenizer.json; stored as {np.dtype(self.dtype).name}); the tokenizer files disagree"
+            )
+        return top
 
     def _token_id(self, tokenizer_json: Path, names: list[str]) -> int:
         """The end-of-document id: the config's eos_token if given, else <|endoftext|>."""
@@ -451,6 +470,7 @@ def tokenize_shard(
         target=_read_batches, args=(shard, assignment, set(prefixes), batches, stop), name="tokenize-reader", daemon=True
     )
     docs = dropped = chars = 0
+    max_id = -1
     try:
         reader.start()  # reads the first batch while the tokenizer loads
         encoder = _Encoder(tokenizer_dir, threads or os.cpu_count() or 1)
@@ -477,6 +497,7 @@ def tokenize_shard(
                 for split, texts in item.groups.items():
                     if len(texts):
                         offsets, content = encoder.encode(texts)
+                        max_id = max(max_id, encoder.check_ids(content))
                         outputs[split].write(*_frame(offsets, content, encoder.prefix, encoder.suffix, encoder.dtype))
             if assignment is not None and len(assignment) != docs:
                 raise EuroflowError(
@@ -498,6 +519,8 @@ def tokenize_shard(
         "dropped": dropped,
         "chars": chars,
         "dtype": np.dtype(encoder.dtype).name,
+        "vocab_size": encoder.vocab_size,
+        "max_token_id": max([max_id, *encoder.prefix, *encoder.suffix]) if docs else None,
         "backend": encoder.backend,
         "seconds": seconds,
         "tokens_per_s": tokens / seconds if seconds > 0 else None,

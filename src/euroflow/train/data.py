@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,46 @@ def check_split_sizes(prefixes: list[str], valid_fraction: float, blend_path) ->
                 )
 
 
+# a dataset this small is read whole; of a larger one, its first and last this many tokens
+SCAN_TOKENS = 1 << 20
+
+
+def _largest_id(prefix: str) -> int:
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import DType
+
+    with open(f"{prefix}.idx", "rb") as fh:
+        header = fh.read(18)  # magic (9 bytes), version (8), dtype code (1)
+    dtype = DType.dtype_from_code(header[17])
+    bin_path = f"{prefix}.bin"
+    if os.path.getsize(bin_path) == 0:
+        return -1
+    tokens = np.memmap(bin_path, dtype=dtype, mode="r")
+    parts = [tokens] if len(tokens) <= 4 * SCAN_TOKENS else [tokens[:SCAN_TOKENS], tokens[-SCAN_TOKENS:]]
+    return max(int(part.max()) for part in parts)
+
+
+def check_token_ids(blend: dict, blend_path: Path, prefixes: list[str], tokenizer) -> None:
+    """Refuse, before training, datasets holding ids the tokenizer does not have: tokenized with another
+    tokenizer than the one given. The tokenize reports' largest ids (in the blend) are checked, then
+    each dataset itself (whole when small, else its first and last million tokens)."""
+    vocab = tokenizer.vocab_size
+    for entry in blend.get("languages") or []:
+        top = entry.get("max_token_id") if isinstance(entry, dict) else None
+        if isinstance(top, int) and top >= vocab:
+            raise EuroflowError(
+                f"{blend_path}: language {entry.get('lang')}: its datasets hold token ids up to {top}, but the tokenizer "
+                f"{tokenizer.path} has a vocabulary of {vocab}: they were tokenized with another tokenizer"
+            )
+    for prefix in dict.fromkeys(prefixes):
+        top = _largest_id(prefix)
+        if top >= vocab:
+            raise EuroflowError(
+                f"{prefix}.bin: holds token id {top}, outside the vocabulary of {vocab} of the tokenizer {tokenizer.path}: "
+                "tokenized with another tokenizer"
+            )
+
+
 @dataclass
 class Datasets:
     train: object
@@ -160,12 +201,15 @@ def build_datasets(config: dict, blend_path, tokenizer_dir, cache_dir, *, train_
     if isinstance(blend, dict) and "megatron_blend_per_split" in blend:
         # the data stage held out the valid documents: one blend per split, no split inside datasets
         valid = _blend_entries(blend, blend_path, "valid") if valid_fraction > 0 else None
-        blend_args: dict = {"blend_per_split": [_blend_entries(blend, blend_path, "train"), valid, None]}
+        train = _blend_entries(blend, blend_path, "train")
+        blend_args: dict = {"blend_per_split": [train, valid, None]}
+        prefixes = train[0] + (valid[0] if valid else [])
     else:
         prefixes, weights = _blend_entries(blend, blend_path, None)
         check_split_sizes(prefixes, valid_fraction, blend_path)
         blend_args = {"blend": (prefixes, weights), "split": split_string(valid_fraction)}
     tokenizer = build_tokenizer(tokenizer_dir)
+    check_token_ids(blend if isinstance(blend, dict) else {}, blend_path, prefixes, tokenizer)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     dataset_config = GPTDatasetConfig(
         random_seed=config["run"]["seed"],
