@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import orjson
@@ -102,6 +104,11 @@ def test_empty_shard_is_reported_not_fatal(tmp_path):
     (tmp_path / "empty.jsonl.zst").write_bytes(b"")
     report, out = prepare(tmp_path, tmp_path / "empty.jsonl.zst")
     assert report["empty"] and report["docs_out"] == 0 and list(read_shard(out / "s.jsonl.zst")) == []
+    warning = f"{tmp_path / 'empty.jsonl.zst'}: empty shard, no documents (0 bytes: an interrupted download or copy?)"
+    assert report["warnings"] == [warning]
+    check = subprocess.run([sys.executable, "-m", "euroflow.cli", "data", "check-shard", "--input", str(tmp_path / "empty.jsonl.zst")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and check.stderr.strip() == f"euroflow: warning: {warning}"
 
 
 def test_manifest_round_trip_and_errors(tmp_path):

@@ -34,6 +34,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
     data = config.load(args.config)["data"]
     report = prepare_shard(args.input, args.lang, args.out, args.signatures, args.lengths, args.report, data)
+    for warning in report["warnings"]:
+        print(f"euroflow: warning: {warning}", file=sys.stderr)
     removed = ", ".join(f"{k} {v}" for k, v in report["removed"].items() if v)
     print(
         f"{args.out}: {args.lang}: {report['docs_out']}/{report['docs_in']} documents kept"
@@ -142,8 +144,14 @@ def _tokenize(args: argparse.Namespace) -> int:
 def _check_shard(args: argparse.Namespace) -> int:
     from euroflow.data.hplt import count_documents
 
+    from euroflow.data.readers import empty_shard_warning
+
     for path in args.input:
-        print(f"{path}: {count_documents(path)} documents")
+        documents = count_documents(path)
+        warning = empty_shard_warning(path, documents)
+        if warning:
+            print(f"euroflow: warning: {warning}", file=sys.stderr)
+        print(f"{path}: {documents} documents")
     return 0
 
 

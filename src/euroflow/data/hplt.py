@@ -69,8 +69,6 @@ def decompressed_blocks(
                     target = min(2 * target, max_block)
     if parts:  # before any error below, so that the lines it counts are all the complete ones
         yield b"".join(parts)
-    if not seen_any:
-        raise EuroflowError(f"{path}: empty file, not a zstd stream")
     if inside_frame:
         raise EuroflowError(f"{path}: truncated zstd stream after line {lines_so_far[0]}")
 

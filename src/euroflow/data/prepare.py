@@ -37,7 +37,7 @@ import zstandard
 from euroflow import config, languages
 from euroflow.atomic import atomic_path
 from euroflow.data.hplt import COMPRESSION_LEVEL
-from euroflow.data.readers import BadLines, Document, read_documents, shard_format
+from euroflow.data.readers import BadLines, Document, empty_shard_warning, read_documents, shard_format
 from euroflow.data.spool import RowSpool
 
 CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -181,6 +181,7 @@ def prepare_shard(
                 "seg_langs": counts["docs_without_seg_langs"],
             },
             "empty": sizes["docs_in"] == 0,
+            "warnings": [w for w in [empty_shard_warning(shard, sizes["docs_in"] + bad.count)] if w],
             **bad.report(),
             "seconds": round(time.perf_counter() - started, 3),
         }

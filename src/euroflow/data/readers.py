@@ -17,7 +17,8 @@ Bad input policy (:class:`BadLines`): a line that is not valid UTF-8 or JSON, no
 ``text`` or has a field of the wrong type is skipped and recorded with its file and line number. When
 more than ``max_fraction`` of a shard's lines are bad, the shard fails with a one-line error. A zstd
 stream that is truncated or corrupt always fails the shard (its remaining documents are unknown). An
-empty shard (an empty file, or no documents) is not an error: it yields nothing and is reported as empty.
+empty shard (an empty file, or no documents) is not an error: it yields nothing and is reported as empty,
+with the warning of :func:`empty_shard_warning` (prepare, check-shard and the tokenizer's reader agree).
 """
 
 from __future__ import annotations
@@ -201,6 +202,16 @@ def shard_format(path: str | os.PathLike) -> str:
         if name.endswith(f".{kind}"):
             return kind
     raise EuroflowError(f"{path}: unknown shard format (expected .jsonl.zst, .jsonl or .parquet)")
+
+
+def empty_shard_warning(path: str | os.PathLike, documents: int) -> str | None:
+    """The one answer, everywhere, for a shard without documents: a per-shard warning (never an error:
+    a language's other shards still count), naming the shard and what its size suggests."""
+    if documents:
+        return None
+    size = os.path.getsize(path)
+    why = "0 bytes: an interrupted download or copy?" if size == 0 else f"{size} bytes, but no lines"
+    return f"{path}: empty shard, no documents ({why})"
 
 
 def read_documents(path: str | os.PathLike, bad: BadLines) -> Iterator[Document]:
