@@ -17,8 +17,8 @@ with one_line_errors():
     paths.check_sources()
     if workflow.is_main_process:
         check_submission_account(workflow.basedir)
+    write_resolved(config, paths.resolved_config)
 LANGS = config["languages"]
-write_resolved(config, paths.resolved_config)
 
 
 wildcard_constraints:

@@ -82,3 +82,56 @@ def test_bad_config_stops_the_workflow_before_any_job(mutate, expected, tmp_path
     assert expected in run.stderr
     assert not (tmp_path / "results").exists()
     assert not (tmp_path / "prov.sqlite").exists()
+
+
+@pytest.fixture
+def small_mounts(tmp_path):
+    """A read-only file system and a full one (5 MB), as real tmpfs mounts (needs root, as the Slurm tests do)."""
+    mounts = {"readonly": tmp_path / "ro", "full": tmp_path / "full"}
+    for name, path in mounts.items():
+        path.mkdir()
+        options = "ro,size=1m" if name == "readonly" else "size=5m"
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
+            for mounted in mounts.values():
+                subprocess.run(["umount", str(mounted)], capture_output=True)
+            pytest.skip("cannot mount a tmpfs here (not root)")
+    yield mounts
+    for path in mounts.values():
+        subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def _prepare(shard: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        EUROFLOW + ["data", "prepare", "--config", "workflow/configs/tiny.yaml", "--lang", "de", "--input", str(shard),
+                    "--out", str(out / "de.jsonl.zst"), "--signatures", str(out / "de.sig.npz"),
+                    "--lengths", str(out / "de.lengths.npy"), "--report", str(out / "de.report.json")],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1],
+    )
+
+
+def test_a_read_only_output_directory_is_one_line(tmp_path, small_mounts):
+    shard_path = shard(tmp_path / "de.jsonl.zst", line(GOOD) * 20)
+    proc = _prepare(shard_path, small_mounts["readonly"] / "out")
+    assert proc.returncode == 1
+    (error,) = proc.stderr.strip().splitlines()
+    assert error.startswith(f"euroflow: error: cannot write {small_mounts['readonly'] / 'out'}") or error.startswith(
+        f"euroflow: error: {small_mounts['readonly'] / 'out'}")
+    assert "Read-only file system (EROFS); the file system is read-only" in error
+    assert list(small_mounts["readonly"].iterdir()) == []
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, small_mounts):
+    import os
+
+    def words() -> str:  # ~9 kB of hex words per document, no two alike: ~4.5 kB of zstd each
+        return " ".join(os.urandom(4).hex() for _ in range(1000))
+
+    docs = b"".join(line(GOOD | {"id": f"d{i}", "text": f"Ein Dokument {i}. " + words()}) for i in range(1500))
+    shard_path = shard(tmp_path / "de.jsonl.zst", docs)
+    out = small_mounts["full"] / "out"
+    proc = _prepare(shard_path, out)
+    assert proc.returncode == 1, proc.stdout
+    (error,) = proc.stderr.strip().splitlines()
+    assert error.startswith(f"euroflow: error: cannot write {out / 'de.'}"), error
+    assert "No space left on device (ENOSPC); the file system is full" in error
+    assert not out.exists() or [p.name for p in out.iterdir()] == []

@@ -27,10 +27,15 @@ def put_euroflow_on_path() -> None:
 def one_line_errors() -> Iterator[None]:
     """A EuroflowError raised while the Snakefile is parsed ends Snakemake with its one line and
     status 1, instead of Snakemake's traceback through the rule files."""
+    from euroflow.errors import os_error_message
+
     try:
         yield
     except EuroflowError as exc:
         print(f"euroflow: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except OSError as exc:  # e.g. a results directory that is read-only or full
+        print(f"euroflow: error: {' '.join(os_error_message(exc).split())}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
 
 
