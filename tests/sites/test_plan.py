@@ -364,3 +364,22 @@ def test_when_no_node_count_finishes_in_one_job_the_default_is_the_most_allowed(
 def test_every_gpu_node_has_a_bf16_peak(name):
     for node in sites.load(name)["nodes"].values():
         assert bool(node.get("gpus")) == (node.get("peak_bf16_tflops", 0) > 0)
+
+
+@pytest.mark.parametrize("name", ["leonardo", "lumi", "marenostrum5", "snellius"])
+def test_every_gpu_node_says_how_it_is_billed(name):
+    for node in sites.load(name)["nodes"].values():
+        assert bool(node.get("gpus")) == ("billing" in node)
+
+
+def test_the_billed_amount_is_in_the_sites_unit_not_in_devices():
+    """LUMI's GPU-hour is a whole MI250X (2 GCDs): a GCD-hour, the 'GPU' torch sees, is half a billed unit."""
+    lumi = plan.plan(eu_1b(), sites.load("lumi"))
+    billed = lumi["hours"]["billed"]
+    assert billed["unit"] == "GPU-hour" and billed["per_node_hour"] == 4
+    assert billed["amount"] == pytest.approx(lumi["hours"]["gpu"] / 2) == pytest.approx(4 * lumi["hours"]["node"])
+    row = dict(plan._rows(lumi))["billed"]  # noqa: SLF001 - the table row a user reads
+    assert row.startswith(f"{billed['amount']:,.0f} GPU-hours (4 per node-hour; one GPU-hour = one MI250X module (2 GCDs)")
+    snellius = plan.plan(eu_1b(), sites.load("snellius"))
+    assert snellius["hours"]["billed"]["unit"] == "SBU"
+    assert snellius["hours"]["billed"]["amount"] == pytest.approx(192 * snellius["hours"]["gpu"])

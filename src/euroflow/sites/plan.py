@@ -270,7 +270,7 @@ def plan(config: dict, site: dict, *, nodes: int | None = None, throughput: Meas
         nodes_reason = "default: the fewest that finish in one job"
     else:
         nodes_reason = "default: the most allowed, as no count finishes in one job"
-    billing = site.get("billing")
+    billing = node.get("billing")
     if billing:
         billed = hours["node"] * billing["per_node_hour"]
         hours["billed"] = {"unit": billing["unit"], "amount": billed, "per_node_hour": billing["per_node_hour"],
