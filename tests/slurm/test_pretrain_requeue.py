@@ -26,9 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 import train_corpus as corpus  # noqa: E402
 
 pytestmark = pytest.mark.slurm
-# The reference run shares the two cores meanwhile (~2 min): an allocation, at most ~52 s of
-# training, then does under ~1,200 steps, so 3,000 steps span at least three allocations.
-STEPS = 3000
+# An allocation has a 1-minute limit and gets USR2 30 s before it (Slurm may send it up to a minute
+# early): after ~15-20 s of start-up it trains for at most ~25 s, a few hundred steps on two idle
+# cores, far fewer while the reference run shares them. 1,200 steps therefore span at least two
+# allocations and, under load, many: requeues are bounded by progress, not by their number. The
+# regular checkpoint at step 1,000 falls into some allocation, as a save at the signal once killed
+# megatron's write-results server.
+STEPS = 1200
 SLURM_CI = {"nodes": 1, "runtime": 1, "slurm_partition": "debug"}
 
 
@@ -75,18 +79,20 @@ def test_one_minute_allocations_requeue_and_resume_exactly(tmp_path, inputs, slu
     started = time.time()
     try:
         summary = launch(config, str(inputs["blend"]), str(inputs["tokenizer"]), str(tmp_path / "slurm"), site_name="slurm-ci",
-                         resources=SLURM_CI, allocations=str(allocations), signal_delay_s=30, poll_s=2)
+                         resources=SLURM_CI, allocations=str(allocations), signal_delay_s=30, poll_s=2,
+                         max_stalled=6)  # 1-minute allocations on a loaded machine: start-up alone can fill one
     finally:
         releaser.stop.set()
         uninterrupted.join()
     runs = sorted((json.loads(line) for line in allocations.read_text().splitlines()), key=lambda r: r["restart_count"])
     print(f"\n{len(runs)} allocations in {time.time() - started:.0f} s:",
           [(r["restart_count"], r.get("resumed_from"), r.get("last_step"), r["outcome"]) for r in runs])
-    assert len(runs) >= 3
+    assert len(runs) >= 2
     assert {r["slurm_jobid"] for r in runs} == {summary["slurm_job_id"]}
     assert [r["restart_count"] for r in runs] == list(range(len(runs)))
     trained = [r for r in runs if r["outcome"] != "requeued before training started"]
     assert [r["outcome"] for r in trained] == ["preempted"] * (len(trained) - 1) + ["finished"]
+    assert len(trained) >= 2  # at least one allocation resumed what another one trained
     for before, after in zip(trained, trained[1:]):
         assert after["resumed_from"] == before["last_step"]  # each allocation picks up at the checkpoint of the last
     assert summary["finished"] and summary["last_step"] == STEPS

@@ -256,3 +256,42 @@ def test_killing_the_trainer_takes_its_ranks_with_it(tmp_path, train_inputs):
     proc.wait()
     gone, alive = psutil.wait_procs(ranks, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
+
+
+_WRITE_RESULTS_SERVER = """
+import os, signal, sys, time
+from megatron.core.dist_checkpointing.strategies import filesystem_async
+from euroflow.train import checkpoint
+signal.signal(signal.SIGUSR2, lambda *_: None)  # the rank's own handler, as under Slurm
+checkpoint._write_results_queue_dies_with_this_process()
+print(checkpoint._WRITE_RESULTS_MANAGER._process.pid, flush=True)
+sys.stdin.readline()  # the test has signalled the server
+queue = filesystem_async._results_queue
+queue.put("written")
+print(queue.get(timeout=30), flush=True)
+sys.stdin.readline()  # the test kills this process next
+"""
+
+
+def test_the_checkpoint_writers_queue_survives_the_slurm_time_limit_signal():
+    """Slurm's --signal=USR2@N reaches every process of the step: megatron's write-results server,
+    a fresh interpreter, died of it and the next save failed (EOFError or BrokenPipeError)."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", _WRITE_RESULTS_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        server = int(proc.stdout.readline())
+        server_process = psutil.Process(server)
+        for signum in (signal.SIGUSR2, signal.SIGUSR1):
+            os.kill(server, signum)
+        time.sleep(0.5)
+        assert psutil.pid_exists(server) and psutil.Process(server).status() != psutil.STATUS_ZOMBIE
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "written"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs([server_process], timeout=30)  # it dies with its parent
+        assert not alive
+    finally:
+        proc.kill()

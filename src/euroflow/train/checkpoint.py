@@ -203,12 +203,31 @@ def _write_results_queue_dies_with_this_process() -> None:
         return
     from multiprocessing.managers import SyncManager
 
-    from euroflow.train.loop import _arm_parent_death_signal
-
     manager = SyncManager(ctx=torch.multiprocessing.get_context("spawn"))
-    manager.start(initializer=_arm_parent_death_signal)
+    # Slurm sends the time-limit signal to every process of the step, and a freshly spawned
+    # interpreter dies of USR2 by default: the rank's next save then failed (EOFError while the
+    # server started, BrokenPipeError once it was gone). The server is started with those signals
+    # blocked (the mask survives spawn) and ignores them from its first line on.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, PREEMPTION_SIGNALS)
+    try:
+        manager.start(initializer=_server_ignores_preemption_and_dies_with_parent)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     _WRITE_RESULTS_MANAGER = manager  # kept: a collected manager shuts its server down
     filesystem_async._results_queue = manager.Queue()
+
+
+# USR2: euroflow's pre-timeout signal (--signal=USR2@N); USR1: what NCCL and other launchers use
+PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _server_ignores_preemption_and_dies_with_parent() -> None:
+    from euroflow.train.loop import _arm_parent_death_signal
+
+    for signum in PREEMPTION_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, PREEMPTION_SIGNALS)
+    _arm_parent_death_signal()
 
 
 def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler, common: dict, keep: int | None = None) -> Path:

@@ -7,8 +7,10 @@ submits the training job through submitit and waits for it.
   it; at the next step boundary all ranks agree, save a distributed checkpoint of that step, and
   rank 0 hands over to submitit, which requeues the job (same job id, ``SLURM_RESTART_COUNT`` + 1).
   The requeued job resumes from that checkpoint exactly.
-- Requeues are bounded (``max_requeues``); a crash, an out-of-memory kill or a failed node is
-  not requeued at all: the launcher reports the job id, Slurm state and last error line.
+- Requeues are bounded by progress: a job whose last ``max_stalled`` allocations in a row ended
+  without a new training step (start-up longer than the allocation, say) is not requeued again;
+  ``max_requeues`` is only a backstop. A crash, an out-of-memory kill or a failed node is not
+  requeued at all: the launcher reports the job id, Slurm state and last error line.
 - Each Slurm attempt appends one line to the allocations file (``--allocations``), which the
   job's provenance sidecar carries into the database.
 - A relaunch while the previous training job is still queued or running (the Snakemake head
@@ -34,7 +36,9 @@ from euroflow.errors import EuroflowError
 
 SUBMITIT_DIR = "submitit"
 CURRENT_JOB_FILE = "current_job"
-DEFAULT_MAX_REQUEUES = 20
+# a backstop only: a 48-hour allocation at a time, 200 requeues are more than a year of training
+DEFAULT_MAX_REQUEUES = 200
+DEFAULT_MAX_STALLED = 3
 # Below Linux's default ephemeral range (32768-60999), where outgoing connections (gloo's among
 # them) take their local ports: a rendezvous port drawn from there can be taken already.
 RENDEZVOUS_PORTS = range(20000, 32768)
@@ -73,8 +77,21 @@ def _append_json_line(path: Path, entry: dict) -> None:
 class TrainingJob(submitit.helpers.Checkpointable):
     """What each Slurm task runs: one training rank. Checkpointable: submitit requeues it."""
 
-    def __init__(self, config: dict, blend: str, tokenizer: str, out_dir: str, allocations: str | None) -> None:
+    def __init__(self, config: dict, blend: str, tokenizer: str, out_dir: str, allocations: str | None,
+                 max_stalled: int = DEFAULT_MAX_STALLED) -> None:
         self.config, self.blend, self.tokenizer, self.out_dir, self.allocations = config, blend, tokenizer, out_dir, allocations
+        self.max_stalled = max_stalled
+        # carried from one allocation to the next in the pickle submitit requeues
+        self.stalled = 0
+        self.last_restart_count = -1
+
+    def _note_progress(self, restart_count: int, summary: dict) -> None:
+        """Count the allocations in a row without a new step; those that submitit requeued before
+        this code ran (the signal came during start-up) count too."""
+        self.stalled += max(0, restart_count - self.last_restart_count - 1)
+        self.last_restart_count = restart_count
+        progressed = summary["last_step"] > (summary["resumed_from"] or 0)
+        self.stalled = 0 if progressed else self.stalled + 1
 
     def __call__(self) -> dict:
         import torch
@@ -108,6 +125,12 @@ class TrainingJob(submitit.helpers.Checkpointable):
                 "ended_at": time.time(),
             })
         if summary["preempted"]:
+            self._note_progress(int(os.environ.get("SLURM_RESTART_COUNT", "0")), summary)
+            if self.stalled >= self.max_stalled:
+                raise EuroflowError(
+                    f"no new training step in the last {self.stalled} allocations (the time-limit signal came before the "
+                    f"first step each time, at step {summary['last_step']}): not requeued again; give each allocation more "
+                    f"time (--minutes) or a shorter --signal-delay")
             preemption.hand_over(dist.rank)
         # done: Slurm may still send the pre-timeout signal (up to a minute early); it must not
         # kill the task while submitit writes its result and Python exits
@@ -130,11 +153,18 @@ def _alive(job_id: str) -> bool:
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
+def _wait_until_out_of_the_queue(job_id: str, poll_s: float, limit_s: float = 120.0) -> None:
+    """The tasks have written their results; Slurm still ends the job (epilog, accounting)."""
+    deadline = time.time() + limit_s
+    while _alive(job_id) and time.time() < deadline:
+        time.sleep(min(poll_s, 2.0))
+
+
 def _state(job: submitit.SlurmJob) -> str:
-    try:
-        return str(job.state)
-    except Exception:  # noqa: BLE001 - a state is only decoration for the error message
-        return "UNKNOWN"
+    """The job's state in accounting now (submitit caches the first state it took for an end)."""
+    proc = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job.job_id], capture_output=True, text=True)
+    states = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    return states[-1] if proc.returncode == 0 and states else "UNKNOWN"
 
 
 def launch(
@@ -147,6 +177,7 @@ def launch(
     resources: dict[str, Any],
     allocations: str | None = None,
     max_requeues: int = DEFAULT_MAX_REQUEUES,
+    max_stalled: int = DEFAULT_MAX_STALLED,
     signal_delay_s: int | None = None,
     poll_s: float = 10.0,
 ) -> dict:
@@ -173,11 +204,10 @@ def launch(
         print(f"euroflow: attached to training job {previous}, still in Slurm", file=sys.stderr, flush=True)
     else:
         job = executor.submit(TrainingJob(config, str(Path(blend).resolve()), str(Path(tokenizer).resolve()), str(out),
-                                          str(Path(allocations).resolve()) if allocations else None))
+                                          str(Path(allocations).resolve()) if allocations else None, max_stalled))
         current.write_text(job.job_id + "\n", encoding="utf-8")
         print(f"euroflow: submitted training job {job.job_id} ({params['nodes']} nodes x {params['ntasks_per_node']} tasks, "
               f"{params['time']} min per allocation, partition {params['partition']})", file=sys.stderr, flush=True)
-    job._results_timeout_s = None  # noqa: SLF001 - wait as long as the training takes
     while not job.done():
         time.sleep(poll_s)
     try:
@@ -185,6 +215,7 @@ def launch(
     except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = next((line for line in reversed(lines) if "Error" in line or "because" in line), lines[-1] if lines else "")
+        _wait_until_out_of_the_queue(job.job_id, poll_s)  # the state then is the final one, not RUNNING
         raise EuroflowError(
             f"training job {job.job_id} ended {_state(job)} and is not requeued: {reason[:400]} (logs: {folder / job.job_id})"
         ) from None
