@@ -135,3 +135,37 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, small_m
     assert error.startswith(f"euroflow: error: cannot write {out / 'de.'}"), error
     assert "No space left on device (ENOSPC); the file system is full" in error
     assert not out.exists() or [p.name for p in out.iterdir()] == []
+
+
+@pytest.mark.parametrize("link", ["loop", "dangling"])
+def test_a_broken_link_among_the_shards_is_one_line_not_a_skipped_shard(link, tmp_path, repo_root):
+    """A shard that is a symlink loop or a dangling link was silently left out of the listing."""
+    shards = tmp_path / "shards"
+    for hplt in ("deu_Latn", "eng_Latn"):
+        (shards / hplt).mkdir(parents=True)
+        shard(shards / hplt / "good.jsonl.zst", line(GOOD))
+    bad = shards / "deu_Latn" / "bad.jsonl.zst"
+    if link == "loop":
+        (shards / "deu_Latn" / "other").symlink_to(bad.name)
+        bad.symlink_to("other")
+    else:
+        bad.symlink_to(tmp_path / "gone.jsonl.zst")
+    what = "a symlink loop" if link == "loop" else "a dangling symlink"
+    listed = subprocess.run(EUROFLOW + ["data", "manifest", "--shards", str(shards), "--languages", "de", "en",
+                                        "--out", str(tmp_path / "manifest.tsv")], capture_output=True, text=True)
+    assert listed.returncode == 1 and not (tmp_path / "manifest.tsv").exists()
+    assert listed.stderr.strip() == f"euroflow: error: {bad}: {what} among the shards of de (data.source.shards); fix or remove it"
+    checked = subprocess.run(EUROFLOW + ["data", "check-shard", "--input", str(bad)], capture_output=True, text=True)
+    assert checked.returncode == 1 and checked.stderr.strip() == f"euroflow: error: {bad}: {what}"
+
+    cfg = yaml.safe_load((repo_root / "workflow" / "configs" / "tiny.yaml").read_text())
+    cfg["languages"] = ["de", "en"]
+    cfg["data"]["source"] = {"kind": "hplt", "shards": str(shards)}
+    cfg["paths"] = {"results": str(tmp_path / "results"), "provenance_db": str(tmp_path / "prov.sqlite")}
+    config = tmp_path / "hplt.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([SNAKEMAKE, "-n", "--profile", "profiles/local", "--configfile", str(config)],
+                         cwd=repo_root, capture_output=True, text=True)
+    assert run.returncode != 0 and f"{bad}: {what} among the shards of de" in run.stderr
+    assert "Traceback" not in run.stderr
+

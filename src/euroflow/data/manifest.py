@@ -18,6 +18,7 @@ from typing import Iterable
 
 from euroflow import languages
 from euroflow.atomic import write_text
+from euroflow.data.hplt import not_a_shard
 from euroflow.data.readers import shard_format
 from euroflow.errors import EuroflowError
 
@@ -50,9 +51,15 @@ def list_language(shards_dir: str | os.PathLike, lang: str, pattern: str = "*.js
     (empty when there are none)."""
     language_dir = Path(shards_dir) / languages.get(lang).hplt
     try:
-        found = sorted(p for p in language_dir.glob(pattern) if p.is_file())
+        matches = sorted(language_dir.glob(pattern))
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop under ** (pathlib)
         raise EuroflowError(f"data.source.shards: cannot list {language_dir}/{pattern}: {exc}") from None
+    found = []
+    for path in matches:
+        if path.is_file():
+            found.append(path)
+        elif path.is_symlink():  # a shard that would be skipped without a word
+            raise EuroflowError(f"{path}: {not_a_shard(path)} among the shards of {lang} (data.source.shards); fix or remove it")
     listed: dict[str, str] = {}
     for path in found:
         ident = shard_id(path, language_dir)

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from euroflow.data.hplt import _raw_lines, json_type, record_problem
+from euroflow.data.hplt import _raw_lines, json_type, not_a_shard, record_problem
 from euroflow.errors import EuroflowError
 
 FORMATS = ("jsonl.zst", "jsonl", "parquet")  # checked in this order: .jsonl.zst before .jsonl
@@ -221,7 +221,7 @@ def read_documents(path: str | os.PathLike, bad: BadLines) -> Iterator[Document]
     """
     path = Path(path)
     if not path.is_file():
-        raise EuroflowError(f"{path}: shard not found")
+        raise EuroflowError(f"{path}: {not_a_shard(path)}")
     kind = shard_format(path)
     reader = _read_parquet if kind == "parquet" else _read_jsonl
     yield from reader(path, bad)

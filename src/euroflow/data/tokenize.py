@@ -58,7 +58,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from euroflow.atomic import atomic_path
-from euroflow.data.hplt import decompressed_blocks
+from euroflow.data.hplt import decompressed_blocks, not_a_shard
 from euroflow.errors import EuroflowError
 
 UINT16_LIMIT = 65500
@@ -453,7 +453,7 @@ def tokenize_shard(
     shard = Path(shard)
     prefixes = _prefixes(out_prefixes)
     if not shard.is_file():
-        raise EuroflowError(f"{shard}: shard not found")
+        raise EuroflowError(f"{shard}: {not_a_shard(shard)}")
     if assignment is not None:
         assignment = np.asarray(assignment)
         if assignment.ndim != 1 or not np.issubdtype(assignment.dtype, np.integer):
