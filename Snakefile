@@ -46,6 +46,7 @@ rule all:
         paths.loss_curve,
         paths.eval_file("report.md"),
         paths.quality("md"),
+        paths.bundle_manifest,
 
 
 # after the last rule: each job also writes its own record next to its first output (*.prov.json)

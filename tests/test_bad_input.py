@@ -169,3 +169,25 @@ def test_a_broken_link_among_the_shards_is_one_line_not_a_skipped_shard(link, tm
     assert run.returncode != 0 and f"{bad}: {what} among the shards of de" in run.stderr
     assert "Traceback" not in run.stderr
 
+
+def test_a_data_root_without_the_bundle_stops_the_plan_in_one_line(tmp_path, repo_root, data_root):
+    """The evaluation sets are rule inputs: a bundle that lacks one is named before any job, not at evaluation."""
+    partial = tmp_path / "bundle"
+    (partial / "parallel").mkdir(parents=True)
+    (partial / "parallel" / "ntrex128").symlink_to(data_root / "parallel" / "ntrex128")  # training text only
+    cfg = yaml.safe_load((repo_root / "workflow" / "configs" / "tiny.yaml").read_text())
+    cfg["languages"] = ["de", "en"]
+    cfg["evaluation"]["bpb_languages"] = ["de"]
+    cfg["paths"] = {"results": str(tmp_path / "results"), "provenance_db": str(tmp_path / "prov.sqlite"),
+                    "data_root": str(partial)}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([SNAKEMAKE, "-n", "--profile", "profiles/local", "--configfile", str(config)],
+                         cwd=repo_root, capture_output=True, text=True)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("euroflow: error:")]
+    assert run.returncode != 0 and len(errors) == 1, run.stderr
+    first = partial / "parallel" / "flores200_sib200"
+    assert errors[0].startswith(f"euroflow: error: paths.data_root {partial}: the shared data bundle lacks {first}/"), errors
+    assert "more of the" in errors[0] and "set paths.data_root" in errors[0]
+    assert "Traceback" not in run.stderr and "MissingInputException" not in run.stderr
+    assert not (tmp_path / "results").exists()

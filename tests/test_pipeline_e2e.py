@@ -1,5 +1,6 @@
 """The whole DAG, small: 4 languages, a 1k vocabulary, 30 training steps, through Snakemake."""
 
+import base64
 import hashlib
 import json
 import os
@@ -58,6 +59,7 @@ def test_every_stage_left_its_outputs(e2e):
     expected += [paths.train_log, paths.loss_curve, paths.hf_model + "/config.json"]
     expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png")]
     expected += [paths.gguf("F16"), paths.gguf("Q8_0"), paths.int8, paths.quality("md")]
+    expected += [paths.bundle_manifest]
     missing = [p for p in expected if not Path(p).exists()]
     assert not missing
 
@@ -75,8 +77,8 @@ def test_provenance_has_one_row_per_job(e2e):
     paths, proc = e2e
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
-    # 4 data jobs per language (one shard each), weights, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality
-    assert len(jobs) == 4 * len(LANGS) + 14
+    # 4 data jobs per language (one shard each), weights, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality, bundle
+    assert len(jobs) == 4 * len(LANGS) + 15
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit
@@ -139,7 +141,8 @@ def test_lineage_of_the_gguf_reaches_the_raw_shards(e2e):
     assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "tokenize_shard", "prepare_shard", "demo_shard"} <= rules
     assert tree["category"] == "quantized_model"
     assert {"hf_export", "checkpoint", "tokenizer", "blend", "indexed_dataset", "shard", "statistics"} <= set(categories(tree))
-    assert leaves == {str(Path(paths.raw_shard(lang)).resolve()) for lang in LANGS}
+    # the demo's shards are built from NTREX-128 in the shared data bundle: lineage ends at its files
+    assert {os.path.realpath(leaf) for leaf in leaves} == {os.path.realpath(f) for lang in LANGS for f in paths.bundle_ntrex(lang)}
 
 
 def test_verify_names_a_changed_shard(e2e):
@@ -200,7 +203,9 @@ def test_a_moved_results_tree_verifies_and_its_files_have_their_lineage(e2e, tmp
     verified = prov(paths, "verify", run["id"], "--root", str(copy), "--json")
     assert verified.returncode == 0, verified.stdout
     report = json.loads(verified.stdout)
-    assert report["root"] == str(copy) and report["inside_root"] > 50 and report["outside_root"] == 0
+    # outside the tree: the files of the shared data bundle the run read, checked where they are
+    bundle = json.loads(Path(paths.bundle_manifest).read_text())
+    assert report["root"] == str(copy) and report["inside_root"] > 50 and report["outside_root"] == len(bundle["files"])
     text = prov(paths, "verify", run["id"], "--root", str(copy)).stdout
     assert f"checked results tree {copy}" in " ".join(text.split())
 
@@ -231,3 +236,39 @@ def test_a_moved_results_tree_verifies_and_its_files_have_their_lineage(e2e, tmp
                                       capture_output=True, text=True).stdout)
     assert shown["root"] == str(restored) and shown["locations"][-1]["note"] == "restored from the archive"
     assert all(a["path"].startswith(str(restored)) for a in shown["artifacts"] if not os.path.isabs(a["stored_path"]))
+
+
+def test_lineage_reaches_the_shared_data_bundle_with_checksums_and_licences(e2e, tmp_path):
+    """The evaluation sets and the demo's NTREX text are inputs of the jobs that read them: provenance
+    has their sha256, the bundle manifest their datasets and licences."""
+    paths, _ = e2e
+    bundle = json.loads(Path(paths.bundle_manifest).read_text())
+    by_path = {entry["path"]: entry for entry in bundle["files"]}
+    data_root = Path(paths.data_root)
+    for entry in bundle["files"]:
+        assert entry["sha256"] == hashlib.sha256((data_root / entry["path"]).read_bytes()).hexdigest()
+    assert by_path["parallel/flores200_sib200/de.jsonl.gz"]["licence"] == "CC BY-SA 4.0"
+    assert by_path["mc/belebele/de.jsonl.gz"]["dataset"] == "Belebele" and by_path["mc/belebele/de.jsonl.gz"]["evaluation_only"]
+    assert by_path["parallel/ntrex128/de.txt"]["dataset"] == "NTREX-128" and not by_path["parallel/ntrex128/de.txt"]["evaluation_only"]
+    assert {"FLORES-200 (SIB-200)", "Belebele", "NTREX-128"} <= set(bundle["datasets"])
+
+    def leaves(node):
+        children = [leaf for edge in node.get("inputs", []) for leaf in leaves(edge)]
+        return children or [node]
+
+    report = json.loads(prov(paths, "lineage", paths.eval_file("bpb.json"), "--json").stdout)
+    upstream = {Path(os.path.realpath(leaf["path"])).relative_to(os.path.realpath(data_root)).as_posix()
+                for leaf in leaves(report) if leaf.get("category") == "upstream"}
+    assert {f"parallel/flores200_sib200/{lang}.jsonl.gz" for lang in ("de", "en")} <= upstream
+    assert "parallel/ntrex128/de.txt" in upstream  # through the demo shard, the tokenizer and the model
+    (run,) = json.loads(prov(paths, "runs", "--json").stdout)
+    assert prov(paths, "card", run["id"], "-o", str(tmp_path / "card")).returncode == 0
+    card = json.loads((tmp_path / "card" / "card.json").read_text())
+    assert card["evaluation"]["sets"]["FLORES-200 (SIB-200)"]["licence"] == "CC BY-SA 4.0"
+    crate_dir = tmp_path / "crate"
+    assert prov(paths, "export", run["id"], "--format", "ro-crate", "-o", str(crate_dir)).returncode == 0
+    graph = {e["@id"]: e for e in json.loads((crate_dir / "ro-crate-metadata.json").read_text())["@graph"]}
+    flores_de = hashlib.sha256((data_root / "parallel/flores200_sib200/de.jsonl.gz").read_bytes()).digest()
+    entity = graph["arcp://ni,sha-256;" + base64.urlsafe_b64encode(flores_de).decode().rstrip("=") + "/"]
+    assert entity["description"] == "FLORES-200 (SIB-200), from the shared data bundle (evaluation only)"
+    assert graph[entity["license"]["@id"]]["name"] == "CC BY-SA 4.0"

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from euroflow import config as run_config
 from euroflow.data.manifest import write_manifest
 from euroflow.errors import EuroflowError
+from euroflow.paths import RunPaths
 from euroflow.sites.dry_run import JobInfoCollector
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,9 @@ def _config(base: Path, results: str, data_root: str, shards: str, shard_name: s
         write_manifest(shard_dir, ["de"], manifest_path)
         cfg["data"]["source"]["manifest"] = str(manifest_path)
     cfg["paths"] = {"results": str(base / results), "data_root": str(base / data_root), "provenance_db": str(base / "p.sqlite")}
+    for name in RunPaths(cfg).bundle_inputs:  # the evaluation sets the rules read, under the hostile data root
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).touch()
     path = base / "run.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path

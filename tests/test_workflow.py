@@ -31,7 +31,7 @@ def test_dry_run_lists_the_five_stages_for_35_languages(repo_root, tmp_path):
     assert [counts[rule] for rule in per_language] == [35] * 4
     for rule in ("language_weights", "train_tokenizer", "blend", "pretrain", "export_hf", "bits_per_byte", "multiple_choice", "int8"):
         assert counts[rule] == 1
-    assert counts["gguf"] == 2 and counts["total"] == 154
+    assert counts["gguf"] == 2 and counts["data_bundle"] == 1 and counts["total"] == 155
 
 
 def test_put_euroflow_on_path_prefers_this_environment(monkeypatch):

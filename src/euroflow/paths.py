@@ -6,6 +6,7 @@ Methods take a language key or a Snakemake wildcard pattern such as ``"{lang}"``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from euroflow import config as run_config
@@ -83,6 +84,18 @@ class RunPaths:
     def check_sources(self) -> None:
         """List every language's shards now: a missing source is one error naming every language without shards."""
         self.shards(self.config["languages"][0])
+        self.check_bundle()
+
+    def check_bundle(self) -> None:
+        """The bundle files the rules read exist: one line naming the first missing one and how many."""
+        missing = [name for name in self.bundle_inputs if not os.path.isfile(name)]
+        if missing:
+            from euroflow.data.ntrex import _HOW_TO_SET
+
+            root = self.data_root
+            where = "" if os.path.isdir(root) else " (no such directory)"
+            more = f" and {len(missing) - 1} more of the {len(self.bundle_inputs)} files the run reads" if len(missing) > 1 else ""
+            raise EuroflowError(f"paths.data_root {root}{where}: the shared data bundle lacks {missing[0]}{more}; {_HOW_TO_SET}")
 
     def shard_ids(self, lang: str) -> list[str]:
         return list(self.shards(lang))
@@ -97,6 +110,44 @@ class RunPaths:
             return self.shards(lang)[shard]
         except KeyError:
             raise EuroflowError(f"no shard {shard!r} for language {lang}") from None
+
+    @property
+    def bundle_manifest(self) -> str:
+        """The files the run read from the shared data bundle, with dataset, licence and sha256."""
+        return self._p("data", "upstream", "bundle.json")
+
+    # the shared data bundle's files, read where it lies (euroflow.bundle)
+    def bundle_ntrex(self, lang: str) -> list[str]:
+        from euroflow import bundle
+
+        return bundle.ntrex_files(self.data_root, lang)
+
+    def bundle_flores(self, langs) -> list[str]:
+        from euroflow import bundle
+
+        return bundle.flores_files(self.data_root, list(langs))
+
+    def bundle_mc(self, tasks, langs) -> list[str]:
+        from euroflow import bundle
+
+        return bundle.mc_files(self.data_root, list(tasks), list(langs))
+
+    def bundle_root(self, wildcards, input) -> str:
+        """A rule's ``data_root`` param: the bundle its input files lie in (where a storage plugin
+        staged them), the configured bundle when it reads none of them."""
+        from euroflow import bundle
+
+        roots = (bundle.root_of(name) for name in input)
+        return next((root for root in roots if root), self.data_root)
+
+    @property
+    def bundle_inputs(self) -> list[str]:
+        """Every file of the bundle that a rule of this run reads."""
+        cfg, langs = self.config, self.config["languages"]
+        files = [f for lang in langs for f in self.bundle_ntrex(lang)] if cfg["data"]["source"]["kind"] == "ntrex-demo" else []
+        files += self.bundle_flores(["en", *langs, *cfg["evaluation"]["bpb_languages"]])  # parity is relative to English
+        files += self.bundle_mc(cfg["evaluation"]["multiple_choice"], langs)
+        return list(dict.fromkeys(files))
 
     def raw_shard(self, lang: str) -> str:
         """The demo's NTREX-built shard of one language."""
@@ -221,6 +272,10 @@ def artifact_category(path: str) -> str:
         n = len(segments)
         return any(parts[i : i + n] == segments for i in range(len(parts) - n + 1))
 
+    from euroflow.bundle import dataset_of
+
+    if dataset_of(path) is not None or within("data", "upstream"):
+        return "upstream"
     if within("logs") or name.endswith(".log"):
         return "log"
     if name.endswith(".png"):

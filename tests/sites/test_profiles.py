@@ -70,8 +70,9 @@ def test_gpu_request_on_a_cpu_partition_is_named(tmp_path):
     assert found == [f"{tmp_path}/snellius/config.v8+.yaml: set-resources.bits_per_byte: asks for GPUs on genoa, a partition without GPUs"]
 
 
-def _dry_run(name: str, workdir, account: str | None) -> subprocess.CompletedProcess:
-    env = {"PATH": f"{REPO_ROOT / '.venv' / 'bin'}:/usr/bin:/bin"}
+def _dry_run(name: str, workdir, account: str | None, data_root) -> subprocess.CompletedProcess:
+    # run elsewhere: the tiny config's relative data root does not resolve from workdir
+    env = {"PATH": f"{REPO_ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "EUROFLOW_DATA": str(data_root)}
     if account is not None:
         env[sites.load(name)["account"]["variable"]] = account
     return subprocess.run(
@@ -83,21 +84,21 @@ def _dry_run(name: str, workdir, account: str | None) -> subprocess.CompletedPro
 
 
 @pytest.mark.parametrize("name", CLUSTERS)
-def test_snakemake_plans_every_site_profile_without_slurm(name, tmp_path):
-    proc = _dry_run(name, tmp_path, sites.load(name)["account"]["example"])
+def test_snakemake_plans_every_site_profile_without_slurm(name, tmp_path, data_root):
+    proc = _dry_run(name, tmp_path, sites.load(name)["account"]["example"], data_root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "total" in proc.stdout and "pretrain" in proc.stdout
 
 
 @pytest.mark.parametrize("name", CLUSTERS)
-def test_a_dry_run_without_the_account_stops_with_one_line(name, tmp_path):
+def test_a_dry_run_without_the_account_stops_with_one_line(name, tmp_path, data_root):
     site = sites.load(name)
     variable = site["account"]["variable"]
-    unset = _dry_run(name, tmp_path, None)
+    unset = _dry_run(name, tmp_path, None, data_root)
     assert unset.returncode == 1
     errors = [line for line in unset.stderr.splitlines() if "error" in line]
     assert errors == [f"euroflow: error: {name}: ${variable} is not set; export {variable}=<your project account> (e.g. {site['account']['example']})"]
     assert "pretrain" not in unset.stdout
-    malformed = _dry_run(name, tmp_path, "not an account")
+    malformed = _dry_run(name, tmp_path, "not an account", data_root)
     assert malformed.returncode == 1
     assert f"euroflow: error: {name}: ${variable}='not an account' does not look like a {name} account" in malformed.stderr

@@ -126,7 +126,7 @@ def test_site_check_and_plan_agree_and_end_with_a_verdict(capsys, monkeypatch):
     result = check.check("lumi", EU_1B)
     assert result.problems == [] and result.plan["nodes"] == 4 and result.plan["slurm"]["jobs"] == 3
     assert result.training["parameters"]["nodes"] == result.plan["nodes"]
-    assert result.verdict.startswith("site check lumi: OK: 15 rules; pretrain on 4 nodes (32 GPUs), TP=2 PP=1 DP=16, 37.5 GiB per GPU, "
+    assert result.verdict.startswith("site check lumi: OK: 16 rules; pretrain on 4 nodes (32 GPUs), TP=2 PP=1 DP=16, 37.5 GiB per GPU, "
                                      "105.5 h in 3 chained jobs, 3,376 GPU-hours")
     assert main(["plan", "--site", "lumi", "--config", str(EU_1B), "--json"]) == 0
     planned = json.loads(capsys.readouterr().out)
@@ -165,9 +165,12 @@ def test_site_check_reads_the_checkout_it_runs_in(tmp_path, monkeypatch):
     config["evaluation"]["bpb_languages"] = ["bg", "cs"]
     (clone / "run.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("SBATCH_ACCOUNT", "project_462000353")
+    monkeypatch.delenv("EUROFLOW_DATA", raising=False)
     monkeypatch.chdir(clone)
     result = check.check("lumi", "run.yaml")
     assert result.checkout == str(clone) and result.problems == []
+    # the clone's ../shared does not exist: the evaluation sets are planned with stand-ins, and said so
+    assert [note for note in result.notes if note.startswith("paths.data_root (") and note.endswith("planned with empty stand-ins")]
     assert result.training["parameters"]["nodes"] == 8 and result.plan["nodes"] == 8
     assert {r["rule"]: r["jobs"] for r in result.rules}["prepare_shard"] == 4  # the clone's own shards, not simulated
     assert not any("simulated" in note or "one shard per language" in note for note in result.notes)

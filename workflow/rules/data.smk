@@ -7,12 +7,14 @@ from euroflow.data.prepare import filter_params
 
 rule demo_shard:
     """Build one HPLT v2 style shard per language from NTREX-128 (the demo's stand-in for a crawl)."""
+    input:
+        paths.bundle_ntrex("{lang}"),
     output:
         paths.raw_shard("{lang}"),
     log:
         paths.log("demo_shard/{lang}"),
     params:
-        data_root=paths.data_root,
+        data_root=paths.bundle_root,
     conda:
         "../../envs/euroflow.yaml"
     shell:
@@ -60,3 +62,20 @@ rule dedup_language:
     shell:
         "euroflow data dedup --config {params.config:q} --lang {wildcards.lang:q} --reports {input.reports:q}"
         " --out {output.assignment:q} --stats {output.stats:q} > {log:q} 2>&1"
+
+
+rule data_bundle:
+    """The files this run reads from the shared data bundle (training text and evaluation sets):
+    dataset, licence and sha256 of each, in one manifest."""
+    input:
+        paths.bundle_inputs,
+    output:
+        paths.bundle_manifest,
+    log:
+        paths.log("data_bundle"),
+    params:
+        data_root=paths.bundle_root,
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow data bundle --data-root {params.data_root:q} --out {output:q} {input:q} > {log:q} 2>&1"

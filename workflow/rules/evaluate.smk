@@ -4,32 +4,34 @@
 
 rule bits_per_byte:
     input:
-        paths.hf_model,
+        model=paths.hf_model,
+        flores=paths.bundle_flores(config["evaluation"]["bpb_languages"]),
     output:
         paths.eval_file("bpb.json"),
     log:
         paths.log("bits_per_byte"),
     params:
-        data_root=paths.data_root,
+        data_root=paths.bundle_root,
         languages=",".join(config["evaluation"]["bpb_languages"]),
         batch_size=config["evaluation"]["batch_size"],
     threads: 1
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate bpb --model {input:q} --data-root {params.data_root:q} --languages {params.languages:q}"
+        "euroflow evaluate bpb --model {input.model:q} --data-root {params.data_root:q} --languages {params.languages:q}"
         " --batch-size {params.batch_size:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule multiple_choice:
     input:
-        paths.hf_model,
+        model=paths.hf_model,
+        sets=paths.bundle_mc(config["evaluation"]["multiple_choice"], LANGS),
     output:
         paths.eval_file("multiple_choice.json"),
     log:
         paths.log("multiple_choice"),
     params:
-        data_root=paths.data_root,
+        data_root=paths.bundle_root,
         tasks=",".join(config["evaluation"]["multiple_choice"]),
         languages=",".join(LANGS),
         max_items=config["evaluation"].get("max_mc_items", 0),
@@ -38,7 +40,7 @@ rule multiple_choice:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate mc --model {input:q} --data-root {params.data_root:q} --tasks {params.tasks:q}"
+        "euroflow evaluate mc --model {input.model:q} --data-root {params.data_root:q} --tasks {params.tasks:q}"
         " --languages {params.languages:q} --max-items {params.max_items:q} --batch-size {params.batch_size:q}"
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 

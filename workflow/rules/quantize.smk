@@ -36,13 +36,14 @@ rule quantization_quality:
         model=paths.hf_model,
         gguf=[paths.gguf(q) for q in config["quantization"]["gguf"]],
         int8=[paths.int8] if config["quantization"]["torch_int8"] else [],
+        flores=paths.bundle_flores(config["evaluation"]["bpb_languages"]),
     output:
         json=paths.quality("json"),
         table=paths.quality("md"),
     log:
         paths.log("quantization_quality"),
     params:
-        data_root=paths.data_root,
+        data_root=paths.bundle_root,
         languages=",".join(config["evaluation"]["bpb_languages"]),
         int8=lambda wildcards, input: ["--int8", input.int8[0]] if input.int8 else [],
         batch_size=config["evaluation"]["batch_size"],

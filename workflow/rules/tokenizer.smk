@@ -27,17 +27,18 @@ rule train_tokenizer:
 rule tokenizer_parity:
     """Tokens per word/sentence and parity relative to English on FLORES train+dev (never trained on)."""
     input:
-        paths.tokenizer,
+        tokenizer=paths.tokenizer,
+        flores=paths.bundle_flores(["en", *LANGS]),
     output:
         json=paths.parity_report("json"),
         table=paths.parity_report("md"),
     log:
         paths.log("tokenizer_parity"),
     params:
-        data_root=paths.data_root,
+        data_root=paths.bundle_root,
         languages=LANGS,
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow tokenizer parity --tokenizer {input:q} --data-root {params.data_root:q}"
+        "euroflow tokenizer parity --tokenizer {input.tokenizer:q} --data-root {params.data_root:q}"
         " --languages {params.languages:q} --out-json {output.json:q} --out-md {output.table:q} > {log:q} 2>&1"

@@ -28,6 +28,19 @@ def _ntrex_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bundle(args: argparse.Namespace) -> int:
+    from euroflow.atomic import write_text
+    from euroflow.bundle import manifest
+
+    for name in args.files:
+        if not Path(name).is_file():
+            raise EuroflowError(f"{name}: not a file of the data bundle {args.data_root} (paths.data_root)")
+    record = manifest(args.data_root, args.files)
+    write_text(args.out, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    print(f"{args.out}: {len(record['files'])} files of {', '.join(record['datasets']) or 'no dataset'} from {args.data_root}")
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from euroflow import config
     from euroflow.data.prepare import prepare_shard
@@ -165,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", required=True, help="language key, e.g. de, sr-Latn")
     p.add_argument("--out", required=True, help="output shard (.jsonl.zst)")
     p.set_defaults(func=_ntrex_shard)
+
+    p = sub.add_parser("bundle", help="the files a run reads from the shared data bundle -> one manifest (dataset, licence, sha256)")
+    p.add_argument("--data-root", required=True, help="the shared data bundle")
+    p.add_argument("--out", required=True, help="bundle.json")
+    p.add_argument("files", nargs="*", help="the bundle's files the run reads")
+    p.set_defaults(func=_bundle)
 
     p = sub.add_parser("prepare", help="filter, normalize and sign one crawl shard (.jsonl.zst, .jsonl or .parquet)")
     p.add_argument("--config", required=True, help="run config (its data section: filters, dedup, bad-line limit)")

@@ -23,15 +23,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from euroflow.bundle import MC_TASK_LANGUAGES, mc_file
 from euroflow.errors import EuroflowError
 from euroflow.evaluate.model import SpTokenizer, load_model, load_tokenizer
 from euroflow.evaluate.scoring import Request, score_requests
 
-TASK_LANGUAGES: dict[str, tuple[str, ...]] = {
-    "belebele": ("de", "en"),
-    "exams": ("bg", "de", "es", "fr", "hr", "hu", "it", "lt", "mk", "pl", "pt", "sq", "sr", "tr"),
-    "xcopa": ("et", "it", "tr"),
-}
+TASK_LANGUAGES = MC_TASK_LANGUAGES
 
 # lm-eval-harness lm_eval/tasks/xcopa/utils.py
 XCOPA_CONNECTORS: dict[str, dict[str, str]] = {
@@ -55,8 +52,7 @@ class Item:
 
 
 def task_path(data_root: str | Path, task: str, lang: str) -> Path:
-    suffix = ".jsonl.gz" if task == "belebele" else ".jsonl"
-    return Path(data_root) / "mc" / task / f"{lang}{suffix}"
+    return mc_file(data_root, task, lang)
 
 
 def load_items(path: str | Path, *, max_items: int | None = None) -> list[Item]:

@@ -652,7 +652,21 @@ def _evaluation_section(record: _Record) -> dict[str, Any]:
                 for task, langs in (m.get("tasks") or {}).items() if isinstance(langs, dict)
             },
         }
-    return {"report": state, "bpb": bpb, "multiple_choice": mc, "notes": notes}
+    return {"report": state, "bpb": bpb, "multiple_choice": mc, "sets": _evaluation_sets(record, notes), "notes": notes}
+
+
+def _evaluation_sets(record: _Record, notes: list[str]) -> Any:
+    """The evaluation-only datasets the run read, from the data bundle manifest: licence, files, bytes."""
+    manifest, _ = record.read_json(record.one("upstream", "bundle.json"), "data bundle manifest", notes)
+    if not isinstance(manifest, dict):
+        return NOT_RECORDED
+    sets: dict[str, dict[str, Any]] = {}
+    for entry in manifest.get("files") or []:
+        if isinstance(entry, dict) and entry.get("evaluation_only"):
+            row = sets.setdefault(str(entry.get("dataset")), {"licence": entry.get("licence"), "files": 0, "bytes": 0})
+            row["files"] += 1
+            row["bytes"] += int(entry.get("bytes") or 0)
+    return sets or NOT_RECORDED
 
 
 def _outputs_section(record: _Record) -> dict[str, Any]:
@@ -989,6 +1003,10 @@ def card_markdown(card: dict[str, Any]) -> str:
         )
     else:
         out += [f"Multiple choice: {NOT_RECORDED}", ""]
+    if isinstance(e.get("sets"), dict):
+        out += ["Evaluation sets (never in a training or tokenizer corpus; each file with its sha256 in the data bundle manifest):", ""]
+        out += _table(["dataset", "licence", "files", "bytes"],
+                      [[name, r["licence"], r["files"], r["bytes"]] for name, r in e["sets"].items()], right=[2, 3])
     out += _notes(e["notes"])
 
     out += ["## 7. Outputs", ""]

@@ -6,6 +6,7 @@ write atomically (a temporary sibling renamed into place).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from prov.model import PROV_ROLE, PROV_TYPE, ProvDocument
 from sqlalchemy import Engine
 
 from euroflow.atomic import atomic_path
+from euroflow.bundle import dataset_of
 from euroflow.errors import EuroflowError
 from euroflow.provenance.queries import run_detail
 
@@ -174,12 +176,17 @@ def _file_uri(path: str, kind: str) -> str:
 def data_entity_id(artifact: dict[str, Any], run_id: str) -> str:
     """A portable identifier for an artifact: inside the run's results tree, an ``arcp`` URI naming
     the run and the path in its tree (``arcp://uuid,<run>/tiny/quantized/tiny-Q8_0.gguf``), valid
-    wherever the tree is; outside it (the shared data bundle, crawl shards), its ``file://`` URI."""
+    wherever the tree is; a file of the shared data bundle, an ``arcp`` URI of its sha256; anything
+    else outside the tree (crawl shards), its ``file://`` URI."""
     import uuid
 
     import arcp
 
     stored = artifact.get("stored_path") or artifact["path"]
+    if Path(stored).is_absolute() and artifact["kind"] == "file" and artifact.get("sha256") and dataset_of(stored):
+        # a file of the shared data bundle: named by its content (RFC 6920 ni), the same on every machine
+        digest = base64.urlsafe_b64encode(bytes.fromhex(artifact["sha256"])).decode("ascii").rstrip("=")
+        return f"arcp://ni,sha-256;{digest}/"
     if Path(stored).is_absolute():
         return _file_uri(stored, artifact["kind"])
     path = quote(Path(stored).as_posix()) + ("/" if artifact["kind"] == "directory" else "")
@@ -220,12 +227,12 @@ def _run_metadata(detail: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def _license_entity(crate: Any, value: str) -> Any:
+def _license_entity(crate: Any, value: str, name: str | None = None) -> Any:
     """An SPDX identifier (``Apache-2.0``) or a licence URL, as the contextual entity RO-Crate recommends."""
     from rocrate.model.contextentity import ContextEntity
 
     url = value if "://" in value else f"https://spdx.org/licenses/{value}"
-    props = {"@type": "CreativeWork", "name": value} | ({} if "://" in value else {"identifier": value})
+    props = {"@type": "CreativeWork", "name": name or value} | ({} if "://" in value else {"identifier": value})
     return crate.add(ContextEntity(crate, url, properties=props))
 
 
@@ -362,8 +369,11 @@ def export_ro_crate(engine: Engine, run_id: str, out: Path, *, license: str | No
         uri = data_entity_id(artifact, detail["id"])
         if paths_seen[artifact["path"]] > 1:
             uri += f"#sha256={artifact['sha256']}"
+        upstream = dataset_of(artifact["path"])
         props = _present({
             "name": Path(artifact["path"]).name,
+            "description": f"{upstream.name}, from the shared data bundle" + (" (evaluation only)" if upstream.evaluation_only else "")
+            if upstream else None,
             "alternateName": artifact.get("stored_path") or artifact["path"],
             "sha256": artifact["sha256"],
             "contentSize": None if artifact["size"] is None else str(artifact["size"]),
@@ -372,6 +382,8 @@ def export_ro_crate(engine: Engine, run_id: str, out: Path, *, license: str | No
             entity = crate.add_dataset(uri, properties=props)
         else:
             entity = crate.add_file(uri, properties=props | {"encodingFormat": media_type(artifact["path"])})
+        if upstream:
+            entity["license"] = _license_entity(crate, upstream.licence_url, upstream.licence)
         entities[artifact["artifact_id"]] = entity
 
     # a job that ran nothing and wrote nothing (the `all` target) is no action of its own

@@ -59,10 +59,11 @@ def _absolute(value: str) -> str:
     return str(Path(value).expanduser().absolute())
 
 
-def _overlay(config: dict, workdir: Path) -> tuple[list[str], list[str]]:
+def _overlay(config: dict, workdir: Path) -> tuple[list[str], list[str], str]:
     """Config overlays for the dry run, which runs in a scratch directory: the paths the config gives
     relative to here made absolute, and, when the HPLT shards are not on this machine, one empty shard
-    per language in their place (the DAG has the same rules; only the shard count differs)."""
+    per language in their place (the DAG has the same rules; only the shard count differs); the same
+    for the shared data bundle's files (empty stand-ins)."""
     source = dict(config["data"]["source"])
     overlay: dict[str, Any] = {"paths": {"data_root": _absolute(str(run_config.data_root(config)))}}
     notes = []
@@ -83,9 +84,23 @@ def _overlay(config: dict, workdir: Path) -> tuple[list[str], list[str]]:
             notes.append(f"data.source ({where}) is not on this machine: planned with one shard per language")
             source = {"kind": source["kind"], "shards": str(root)}
         overlay["data"] = {"source": source}
+    from euroflow.paths import RunPaths
+
+    data_root = overlay["paths"]["data_root"]
+    needed = RunPaths({**config, "paths": {**config["paths"], "data_root": data_root}}).bundle_inputs
+    missing = [name for name in needed if not Path(name).is_file()]
+    if missing:
+        stand_in = workdir / "simulated-bundle"
+        for name in needed:
+            path = stand_in / Path(name).relative_to(data_root)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        notes.append(f"paths.data_root ({data_root}) lacks {len(missing)} of the {len(needed)} bundle files the run reads "
+                     f"(first {missing[0]}): planned with empty stand-ins")
+        overlay["paths"]["data_root"] = str(stand_in)
     path = workdir / "site-check-overlay.yaml"
     path.write_text(yaml.safe_dump(overlay), encoding="utf-8")
-    return [str(path)], notes
+    return [str(path)], notes, overlay["paths"]["data_root"]  # the dry run's EUROFLOW_DATA too: it wins over the config
 
 
 def _pretraining(result: SiteCheck, config: dict, site: dict, resources: dict, profile_dir: Path) -> None:
@@ -123,11 +138,11 @@ def check(name: str, config_path: str | os.PathLike, environ: dict[str, str] | N
     except EuroflowError as exc:
         result.problems.append(str(exc))
     with tempfile.TemporaryDirectory(prefix="euroflow-site-check-") as tmp:
-        overlays, notes = _overlay(config, Path(tmp))
+        overlays, notes, data_root = _overlay(config, Path(tmp))
         result.notes += notes
         account = {site["account"]["variable"]: result.account or site["account"]["example"]}
         jobs = planned_jobs(profiles.profile_path(name, found.profiles).parent, [str(Path(config_path).absolute()), *overlays],
-                            workdir=tmp, environ=account, snakefile=found.snakefile)
+                            workdir=tmp, environ=account | {run_config.DATA_ROOT_ENV: data_root}, snakefile=found.snakefile)
     by_rule: dict[str, dict[str, Any]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], {**job, "count": 0})["count"] += 1
