@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -17,17 +18,28 @@ from euroflow.provenance.lookup import lineage, list_runs
 from euroflow.provenance.queries import diff_runs, list_jobs, verify
 
 
-@pytest.fixture
-def two_runs(tmp_path):
-    work = make_workflow(tmp_path / "wf")
+@pytest.fixture(scope="module")
+def recorded_runs(tmp_path_factory):
+    """Two real runs, recorded once for the module (about 25 s); the outputs as they left them."""
+    work = make_workflow(tmp_path_factory.mktemp("queries") / "wf")
     assert snakemake(work, "out/bundle").returncode == 0
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["greeting"] = "servus"
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     assert snakemake(work, "out/bundle", "--forceall").returncode == 0
+    shutil.copytree(work / "out", work.parent / "out-as-recorded")  # copy2: contents and mtimes
     engine = open_db(work / DB_RELATIVE, create=False)
     yield work, engine, [r["id"] for r in list_runs(engine)]
     engine.dispose()
+
+
+@pytest.fixture
+def two_runs(recorded_runs):
+    """The recorded runs with their outputs as recorded: a test may change or delete them."""
+    work = recorded_runs[0]
+    shutil.rmtree(work / "out")
+    shutil.copytree(work.parent / "out-as-recorded", work / "out")
+    return recorded_runs
 
 
 def test_lineage_walks_back_to_the_first_outputs(two_runs):
