@@ -77,8 +77,9 @@ def test_provenance_has_one_row_per_job(e2e):
     paths, proc = e2e
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
-    # 4 data jobs per language (one shard each), weights, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality, bundle
-    assert len(jobs) == 4 * len(LANGS) + 15
+    # 5 data jobs per language (one shard each, merged), weights, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8,
+    # quality, bundle
+    assert len(jobs) == 5 * len(LANGS) + 15
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit
@@ -138,7 +139,7 @@ def test_lineage_of_the_gguf_reaches_the_raw_shards(e2e):
             yield from categories(child)
 
     walk(tree)
-    assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "tokenize_shard", "prepare_shard", "demo_shard"} <= rules
+    assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "merge_language", "tokenize_shard", "prepare_shard", "demo_shard"} <= rules
     assert tree["category"] == "quantized_model"
     assert {"hf_export", "checkpoint", "tokenizer", "blend", "indexed_dataset", "shard", "statistics"} <= set(categories(tree))
     # the demo's shards are built from NTREX-128 in the shared data bundle: lineage ends at its files

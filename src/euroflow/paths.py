@@ -199,6 +199,27 @@ class RunPaths:
         """Every tokenized shard's report, by language (the blend's inputs)."""
         return {lang: [self.tokenized_report(lang, s) for s in self.shard_ids(lang)] for lang in self.config["languages"]}
 
+    def merged_prefix(self, lang: str, split: str) -> str:
+        """One language's shards of a split as one indexed dataset: the blend's prefix for it."""
+        return self._p("data", "merged", f"{lang}.{split}")
+
+    def merged_report(self, lang: str) -> str:
+        return self._p("data", "merged", f"{lang}.json")
+
+    def merged_reports(self) -> dict[str, list[str]]:
+        """The blend's inputs: one merged report per language."""
+        return {lang: [self.merged_report(lang)] for lang in self.config["languages"]}
+
+    @property
+    def merged_datasets(self) -> list[str]:
+        """Every merged .bin/.idx of the run (what the blend names)."""
+        return [self.merged_prefix(lang, split) + ext for lang in self.config["languages"] for split in SPLITS for ext in (".bin", ".idx")]
+
+    def tokenized_files(self, lang: str) -> list[str]:
+        """Every per-shard .bin/.idx of ``lang`` (the merge job's inputs)."""
+        return [self.tokenized_prefix(lang, shard, split) + ext
+                for shard in self.shard_ids(lang) for split in SPLITS for ext in (".bin", ".idx")]
+
     # tokenizer
     @property
     def tokenizer(self) -> str:
@@ -292,7 +313,7 @@ def artifact_category(path: str) -> str:
         return "statistics"
     if within("data", "blend"):
         return "blend"
-    if within("data", "tokenized") or name.endswith((".bin", ".idx")):
+    if within("data", "tokenized") or within("data", "merged") or name.endswith((".bin", ".idx")):
         return "indexed_dataset"
     if within("tokenizer"):
         return "tokenizer"

@@ -36,6 +36,7 @@ def artifacts(paths: RunPaths) -> list[tuple[str, str]]:
         ("tokenizer", paths.tokenizer),
         ("tokenizer parity report", paths.parity_report("md")),
         ("indexed datasets", paths.tokenized_prefix("{lang}", "{shard}", "{split}") + ".bin"),
+        ("merged per language", paths.merged_prefix("{lang}", "{split}") + ".bin"),
         ("Megatron checkpoints", paths.checkpoints),
         ("training log", paths.train_log),
         ("loss curve", paths.loss_curve),

@@ -101,3 +101,44 @@ def test_datasets_of_another_tokenizer_are_refused_at_start_up(tmp_path, train_i
     (tmp_path / "blend.json").write_text(json.dumps(blend))
     with pytest.raises(EuroflowError, match=r"blend.json: language \S+: its datasets hold token ids up to 999, but the tokenizer"):
         build_datasets(corpus.tiny_config(), tmp_path / "blend.json", small, tmp_path / "cache", train_samples=8, valid_samples=8)
+
+
+_START_UP = """
+import resource, sys
+sys.path.insert(0, {tests!r})
+import train_corpus as corpus
+from euroflow.errors import EuroflowError
+from euroflow.train.data import build_datasets
+from euroflow.train.loop import single_process_group
+resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
+try:
+    with single_process_group():
+        build_datasets(corpus.tiny_config(), {blend!r}, {tokenizer!r}, {cache!r}, train_samples=64, valid_samples=8)
+except EuroflowError as exc:
+    print("error:", exc)
+print("limit:", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.parametrize("soft, hard", [(520, 4096), (520, 520)])
+def test_a_low_open_file_limit_is_raised_or_refused_before_training_starts(tmp_path, train_inputs, soft, hard):
+    """Each prefix keeps ~6 files mapped: 1,024 (the usual default) is too low for a blend of shard datasets."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from euroflow.train.data import FILES_BESIDES, FILES_PER_PREFIX
+
+    script = _START_UP.format(tests=str(Path(__file__).parent), soft=soft, hard=hard, blend=str(train_inputs["blend"]),
+                              tokenizer=str(train_inputs["tokenizer"]), cache=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    needed = len(corpus.LANGS) * FILES_PER_PREFIX + FILES_BESIDES  # the test blend: one dataset per language
+    assert needed > 520
+    if hard >= needed:  # the soft limit is raised to what the blend needs: no error
+        assert "error:" not in proc.stdout and f"limit: {needed}" in proc.stdout
+    else:
+        (line,) = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+        assert line == (f"error: {train_inputs['blend']}: its {len(corpus.LANGS)} datasets need about {needed:,} open files, "
+                        f"but this process may open at most 520 (ulimit -Hn): raise the limit (ulimit -n {needed}, or ask the site), "
+                        "or train on merged per-language datasets (the workflow's merge_language jobs)")

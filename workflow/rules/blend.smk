@@ -1,4 +1,5 @@
-# Language weights -> tokenize each shard into train/valid indexed datasets -> the Megatron blend per split.
+# Language weights -> tokenize each shard into train/valid indexed datasets -> merge them per language
+# -> the Megatron blend per split.
 # Rule bodies call `euroflow data ...` (src/euroflow/data/cli.py).
 
 
@@ -45,12 +46,35 @@ rule tokenize_shard:
         " --report {output.report:q} > {log:q} 2>&1"
 
 
+rule merge_language:
+    """One language's per-shard datasets -> one indexed dataset per split, so the blend has one prefix per
+    language and split. The command finds the shard reports through the run's shard listing."""
+    input:
+        datasets=lambda wildcards: paths.tokenized_files(wildcards.lang),
+        reports=lambda wildcards: paths.tokenized_reports()[wildcards.lang],
+    output:
+        multiext(paths.merged_prefix("{lang}", "train"), ".bin", ".idx"),
+        multiext(paths.merged_prefix("{lang}", "valid"), ".bin", ".idx"),
+        report=paths.merged_report("{lang}"),
+    log:
+        paths.log("merge_language/{lang}"),
+    params:
+        config=paths.resolved_config,
+        train=paths.merged_prefix("{lang}", "train"),
+        valid=paths.merged_prefix("{lang}", "valid"),
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow data merge --config {params.config:q} --lang {wildcards.lang:q}"
+        " --train-prefix {params.train:q} --valid-prefix {params.valid:q} --report {output.report:q} > {log:q} 2>&1"
+
+
 rule blend:
-    """The Megatron blend per split (every shard's prefix, weighted) and the table of tokens and epochs.
-    The command finds the shard reports through the run's manifest: 10k paths do not fit one command line."""
+    """The Megatron blend per split (one merged dataset per language and split, weighted) and the table
+    of tokens and epochs."""
     input:
         weights=paths.weights,
-        reports=[report for reports in paths.tokenized_reports().values() for report in reports],
+        reports=[paths.merged_report(lang) for lang in LANGS],
     output:
         json=paths.blend,
         table=f"{paths.blend_dir}/blend.md",

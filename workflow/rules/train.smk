@@ -10,6 +10,8 @@ rule pretrain:
     input:
         blend=paths.blend,
         tokenizer=paths.tokenizer,
+        # what the blend names, so that provenance has the checksum of every dataset trained on
+        datasets=paths.merged_datasets,
     output:
         # what exists only once training has finished: checkpoints/ and progress.jsonl are state the
         # trainer resumes from, never outputs, so that no failure of this rule removes them

@@ -90,12 +90,33 @@ def _blend(args: argparse.Namespace) -> int:
     from euroflow.paths import RunPaths
 
     cfg = config.load(args.config)
-    blend = write_blend(args.weights, RunPaths(cfg).tokenized_reports(), args.out_dir, config.training_tokens(cfg),
+    blend = write_blend(args.weights, RunPaths(cfg).merged_reports(), args.out_dir, config.training_tokens(cfg),
                         require_valid=cfg["data"]["require_valid"])
     for warning in blend["warnings"]:
         print(f"euroflow: warning: {warning}", file=sys.stderr)
     sizes = {split: len(blend["megatron_blend_per_split"][split]) // 2 for split in ("train", "valid")}
     print(f"{args.out_dir}/blend.json: {blend['policy']}: {sizes['train']} train and {sizes['valid']} valid datasets")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from euroflow import config
+    from euroflow.atomic import write_text
+    from euroflow.data.merge import merge_language
+    from euroflow.jsonfile import read_json
+    from euroflow.paths import RunPaths
+
+    cfg = config.load(args.config)
+    paths = RunPaths(cfg)
+    if args.lang not in cfg["languages"]:
+        raise EuroflowError(f"{args.config}: languages: no {args.lang!r} to merge")
+    # found through the run's shard listing, like the blend's: hundreds of paths do not fit one shell command
+    report_paths = paths.tokenized_reports()[args.lang]
+    reports = [read_json(p, "tokenized shard report") for p in report_paths]
+    merged = merge_language(args.lang, reports, {"train": args.train_prefix, "valid": args.valid_prefix}, report_paths)
+    write_text(args.report, json.dumps(merged, indent=2) + "\n")
+    print(f"{args.report}: {merged['shards']} shards of {args.lang}: {merged['tokens']['train']:,} train and "
+          f"{merged['tokens']['valid']:,} valid tokens")
     return 0
 
 
@@ -184,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle.json")
     p.add_argument("files", nargs="*", help="the bundle's files the run reads")
     p.set_defaults(func=_bundle)
+
+    p = sub.add_parser("merge", help="one language's per-shard indexed datasets -> one per split (no re-tokenizing)")
+    p.add_argument("--config", required=True, help="run config (its shard listing names the shards' reports)")
+    p.add_argument("--lang", required=True, help="the language key")
+    p.add_argument("--train-prefix", required=True, help="output prefix of the train split (.bin/.idx)")
+    p.add_argument("--valid-prefix", required=True, help="output prefix of the valid split (.bin/.idx)")
+    p.add_argument("--report", required=True, help="the language's report (.json), the blend's input")
+    p.set_defaults(func=_merge)
 
     p = sub.add_parser("prepare", help="filter, normalize and sign one crawl shard (.jsonl.zst, .jsonl or .parquet)")
     p.add_argument("--config", required=True, help="run config (its data section: filters, dedup, bad-line limit)")

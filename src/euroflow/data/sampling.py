@@ -242,7 +242,7 @@ def compute_blend(
         entries.append(
             {
                 **entry,
-                "shards": len(reports),
+                "shards": sum(int(r.get("shards", 1)) for r in reports),  # a merged report counts its shards
                 "docs_train": sum(int(r["docs"]["train"]) for r in reports),
                 "docs_valid": sum(int(r["docs"]["valid"]) for r in reports),
                 "max_token_id": max((r["max_token_id"] for r in reports if isinstance(r.get("max_token_id"), int)), default=None),

@@ -183,6 +183,33 @@ def check_token_ids(blend: dict, blend_path: Path, prefixes: list[str], tokenize
             )
 
 
+# a Megatron prefix keeps its .bin and .idx and the cached document/sample/shuffle index .npy files
+# open (memory-mapped); the rest of the process (Python, torch, gloo's sockets, checkpoint writers) a few hundred
+FILES_PER_PREFIX = 6
+FILES_BESIDES = 512
+
+
+def ensure_open_files(prefixes: list[str], blend_path) -> int:
+    """Raise the soft open-file limit to what the blend needs when the hard limit allows (the usual
+    1,024 default of login and compute nodes is too low for a blend of a few hundred shard datasets);
+    refuse in one line when it does not. Returns the number needed."""
+    import resource
+
+    count = len(dict.fromkeys(prefixes))
+    needed = count * FILES_PER_PREFIX + FILES_BESIDES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    unlimited = resource.RLIM_INFINITY
+    if soft != unlimited and soft < needed:
+        if hard != unlimited and hard < needed:
+            raise EuroflowError(
+                f"{blend_path}: its {count:,} datasets need about {needed:,} open files, but this process may open at most "
+                f"{hard:,} (ulimit -Hn): raise the limit (ulimit -n {needed}, or ask the site), or train on merged "
+                "per-language datasets (the workflow's merge_language jobs)"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
+
+
 @dataclass
 class Datasets:
     train: object
@@ -208,6 +235,7 @@ def build_datasets(config: dict, blend_path, tokenizer_dir, cache_dir, *, train_
         prefixes, weights = _blend_entries(blend, blend_path, None)
         check_split_sizes(prefixes, valid_fraction, blend_path)
         blend_args = {"blend": (prefixes, weights), "split": split_string(valid_fraction)}
+    ensure_open_files(prefixes, blend_path)
     tokenizer = build_tokenizer(tokenizer_dir)
     check_token_ids(blend if isinstance(blend, dict) else {}, blend_path, prefixes, tokenizer)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
