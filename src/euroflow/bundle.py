@@ -9,12 +9,12 @@ multiple-choice sets in ``mc/<task>/``. FLORES and the multiple-choice sets are 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from euroflow.data.flores import FLORES_DIR, flores_file
+from euroflow.provenance.hashing import sha256_file as sha256
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,6 @@ def mc_languages(task: str, langs: list[str] | tuple[str, ...]) -> list[str]:
 
 def mc_files(data_root: str | os.PathLike, tasks: list[str], langs: list[str] | tuple[str, ...]) -> list[str]:
     return [str(mc_file(data_root, task, lang)) for task in tasks for lang in mc_languages(task, langs)]
-
-
-def sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest(data_root: str | os.PathLike, files: list[str]) -> dict:

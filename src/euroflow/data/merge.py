@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from euroflow.atomic import atomic_path
-from euroflow.data.tokenize import _DTYPE_CODES, _INDEX_HEADER
+from euroflow.data.tokenize import _DTYPE_CODES, _INDEX_HEADER, index_header
 from euroflow.errors import EuroflowError
 
 # Megatron-Core's .idx layout (megatron.core.datasets.indexed_dataset._IndexWriter / _IndexReader):
@@ -122,9 +122,9 @@ def merge_datasets(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.P
             f"{other.prefix}.idx: token dtype {np.dtype(DTYPES[other.dtype_code]).name}, but {first.prefix}.idx has "
             f"{np.dtype(DTYPES[first.dtype_code]).name}: the shards were tokenized with different tokenizers"
         )
+    tokens_of = {}
     for header in headers:
-        lengths = _section(header, "lengths")
-        tokens = int(lengths.sum(dtype=np.int64))
+        tokens = tokens_of[header.prefix] = int(_section(header, "lengths").sum(dtype=np.int64))
         bin_size = os.path.getsize(f"{header.prefix}.bin") if os.path.exists(f"{header.prefix}.bin") else None
         if bin_size != tokens * header.itemsize:
             raise EuroflowError(f"{header.prefix}.bin: {'missing' if bin_size is None else f'{bin_size} bytes'}, but its index "
@@ -134,7 +134,7 @@ def merge_datasets(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.P
     sequences = sum(h.sequences for h in headers)
     documents = 1 + sum(max(h.documents - 1, 0) for h in headers)
     out_prefix = Path(out_prefix)
-    total_tokens = 0
+    total_tokens = sum(tokens_of.values())
     with ExitStack() as stack:
         # renamed in reverse order of entry: the .bin first, then the .idx that describes it
         tmp_idx = stack.enter_context(atomic_path(out_prefix.with_name(out_prefix.name + ".idx")))
@@ -143,18 +143,17 @@ def merge_datasets(prefixes: Sequence[str | os.PathLike], out_prefix: str | os.P
             for header in headers:
                 _copy_bytes(f"{header.prefix}.bin", out)
         with open(tmp_idx, "wb") as out:
-            out.write(INDEX_HEADER + struct.pack("<QBQQ", 1, code, sequences, documents))
+            out.write(index_header(code, sequences, documents))
             for header in headers:  # sequence lengths, as they are
                 lengths = _section(header, "lengths")
                 for start in range(0, len(lengths), CHUNK):
                     out.write(np.ascontiguousarray(lengths[start:start + CHUNK]).tobytes())
-                total_tokens += int(lengths.sum(dtype=np.int64))
             base = 0
             for header in headers:  # byte pointers into the concatenated .bin
                 pointers = _section(header, "pointers")
                 for start in range(0, len(pointers), CHUNK):
                     out.write((pointers[start:start + CHUNK] + np.int64(base)).tobytes())
-                base += int(_section(header, "lengths").sum(dtype=np.int64)) * itemsize
+                base += tokens_of[header.prefix] * itemsize
             out.write(np.zeros(1, dtype=np.int64).tobytes())  # document boundaries: the builder's leading 0 ...
             offset = 0
             for header in headers:  # ... then each input's, after its own leading 0, shifted by the sequences before it

@@ -369,6 +369,11 @@ def _split(texts: Any, first: int, assignment: np.ndarray | None, splits: set[st
 # writing
 
 
+def index_header(dtype_code: int, sequences: int, documents: int) -> bytes:
+    """An ``.idx`` header: magic, version 1, token dtype code, sequence and document counts."""
+    return _INDEX_HEADER + struct.pack("<QBQQ", 1, dtype_code, sequences, documents)
+
+
 def _write_index(path: Path, lengths: np.ndarray, dtype) -> None:
     """What ``IndexedDatasetBuilder.finalize`` writes for one single-sequence document per length."""
     itemsize = np.dtype(dtype).itemsize
@@ -376,11 +381,7 @@ def _write_index(path: Path, lengths: np.ndarray, dtype) -> None:
     if len(lengths) > 1:
         np.cumsum(lengths[:-1].astype(np.int64) * itemsize, out=pointers[1:])
     with open(path, "wb") as fh:
-        fh.write(_INDEX_HEADER)
-        fh.write(struct.pack("<Q", 1))
-        fh.write(struct.pack("<B", _DTYPE_CODES[np.dtype(dtype).name]))
-        fh.write(struct.pack("<Q", len(lengths)))
-        fh.write(struct.pack("<Q", len(lengths) + 1))
+        fh.write(index_header(_DTYPE_CODES[np.dtype(dtype).name], len(lengths), len(lengths) + 1))
         fh.write(lengths.astype(np.int32).tobytes())
         fh.write(pointers.tobytes())
         fh.write(np.arange(len(lengths) + 1, dtype=np.int64).tobytes())
