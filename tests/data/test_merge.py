@@ -104,3 +104,33 @@ def test_a_language_report_adds_up_its_shards_and_checks_their_tokens(tmp_path):
     reports[1]["tokens"]["valid"] += 1  # a report that does not describe its dataset (a stale one)
     with pytest.raises(EuroflowError, match="merge de: the valid datasets hold .* tokens but their reports announce"):
         merge_language("de", reports, out)
+
+
+def test_the_merge_command_reads_the_shards_where_the_results_tree_is_now(tmp_path, small_pipeline_config):
+    """A results tree copied elsewhere: the shard reports still name the old place, which is gone."""
+    import json
+
+    from euroflow.data.cli import main
+    from euroflow.paths import RunPaths
+
+    rng = np.random.default_rng(2)
+    old, new = tmp_path / "scratch", tmp_path / "project"
+    cfg = small_pipeline_config(new, "moved", ["de"], 10)
+    paths = RunPaths(cfg)
+    (new / "moved").mkdir(parents=True)
+    config_path = new / "moved" / "config.json"
+    config_path.write_text(json.dumps(cfg))
+    lengths = {}
+    for split in ("train", "valid"):
+        docs = _random_docs(rng, 4)
+        lengths[split] = sum(map(len, docs))
+        Path(paths.tokenized_prefix("de", "ntrex", split)).parent.mkdir(parents=True, exist_ok=True)
+        _dataset(paths.tokenized_prefix("de", "ntrex", split), docs)
+    stale = {split: str(old / "moved" / "data" / "tokenized" / "de" / f"ntrex.{split}") for split in ("train", "valid")}
+    Path(paths.tokenized_report("de", "ntrex")).write_text(json.dumps(
+        {"prefixes": stale, "docs": {"train": 4, "valid": 4, "total": 8}, "tokens": {**lengths, "total": sum(lengths.values())}}))
+    out = {split: paths.merged_prefix("de", split) for split in ("train", "valid")}
+    assert main(["merge", "--config", str(config_path), "--lang", "de", "--train-prefix", out["train"],
+                 "--valid-prefix", out["valid"], "--report", paths.merged_report("de")]) == 0
+    merged = IndexedDataset(out["train"])
+    assert int(merged.sequence_lengths.sum()) == lengths["train"]

@@ -104,16 +104,20 @@ def _merge(args: argparse.Namespace) -> int:
     from euroflow.atomic import write_text
     from euroflow.data.merge import merge_language
     from euroflow.jsonfile import read_json
-    from euroflow.paths import RunPaths
+    from euroflow.paths import SPLITS, RunPaths
 
     cfg = config.load(args.config)
     paths = RunPaths(cfg)
     if args.lang not in cfg["languages"]:
         raise EuroflowError(f"{args.config}: languages: no {args.lang!r} to merge")
     # found through the run's shard listing, like the blend's: hundreds of paths do not fit one shell command
-    report_paths = paths.tokenized_reports()[args.lang]
+    shard_ids = paths.shard_ids(args.lang)
+    report_paths = [paths.tokenized_report(args.lang, shard) for shard in shard_ids]
     reports = [read_json(p, "tokenized shard report") for p in report_paths]
-    merged = merge_language(args.lang, reports, {"train": args.train_prefix, "valid": args.valid_prefix}, report_paths)
+    # the datasets where the run's layout puts them now, not where the reports say they were written
+    where = [{split: paths.tokenized_prefix(args.lang, shard, split) for split in SPLITS} for shard in shard_ids]
+    merged = merge_language(args.lang, reports, {"train": args.train_prefix, "valid": args.valid_prefix},
+                            report_paths, where)
     write_text(args.report, json.dumps(merged, indent=2) + "\n")
     print(f"{args.report}: {merged['shards']} shards of {args.lang}: {merged['tokens']['train']:,} train and "
           f"{merged['tokens']['valid']:,} valid tokens")

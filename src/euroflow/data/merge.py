@@ -169,16 +169,23 @@ SPLITS = ("train", "valid")
 
 
 def merge_language(lang: str, reports: Sequence[dict[str, Any]], out_prefixes: dict[str, str | os.PathLike],
-                   report_paths: Sequence[str] | None = None) -> dict[str, Any]:
+                   report_paths: Sequence[str] | None = None,
+                   shard_prefixes: Sequence[dict[str, str]] | None = None) -> dict[str, Any]:
     """One language's tokenized shard reports (``euroflow data tokenize``) -> one dataset per split.
 
-    Returns the language's report, shaped like a shard's (``prefixes``, ``docs``, ``tokens``,
-    ``max_token_id``, ``dtype``) with ``shards`` (how many were merged) and their reports' paths."""
+    ``shard_prefixes`` (one ``{split: prefix}`` per report) says where the shards' datasets are now; a
+    report records where they were written, which is wrong once the results tree has moved. Without it
+    the reports' ``prefixes`` are used. Returns the language's report, shaped like a shard's
+    (``prefixes``, ``docs``, ``tokens``, ``max_token_id``, ``dtype``) with ``shards`` (how many were
+    merged) and their reports' paths."""
     if not reports:
         raise EuroflowError(f"merge: no tokenized shards for language {lang}")
+    if shard_prefixes is not None and len(shard_prefixes) != len(reports):
+        raise EuroflowError(f"merge {lang}: {len(shard_prefixes)} shard prefixes for {len(reports)} reports")
+    where = shard_prefixes if shard_prefixes is not None else [r["prefixes"] for r in reports]
     merged: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
-        inputs = [r["prefixes"][split] for r in reports]
+        inputs = [w[split] for w in where]
         merged[split] = merge_datasets(inputs, out_prefixes[split])
         announced = sum(int(r["tokens"][split]) for r in reports)
         if merged[split]["tokens"] != announced:
