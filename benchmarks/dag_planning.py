@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from euroflow import languages  # noqa: E402
 from euroflow.data import manifest  # noqa: E402
+from euroflow.paths import RunPaths  # noqa: E402
 
 GOAL_RATIO = 1.3
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -50,12 +51,14 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 QUIET = ["--quiet", "rules"]
 
 BARE_SNAKEFILE = r'''
-# Bare Snakemake, shaped like the euroflow DAG: per shard prepare -> per language dedup -> weights ->
+# Bare Snakemake, shaped like the euroflow DAG: per shard prepare -> per language and band duplicate
+# pairs -> per language dedup -> weights ->
 # tokenizer -> per shard tokenize -> blend -> pretrain -> export -> evaluation + quantization -> all.
 SHARD_DIR = {shard_dir!r}
 HPLT = {hplt!r}
 LANGS = list(HPLT)
 SHARDS = {{lang: [str(i) for i in range(1, {shards} + 1)] for lang in LANGS}}
+BANDS = list(range({band_jobs}))
 OUT = "out"
 
 
@@ -79,8 +82,18 @@ rule prepare_shard:
         "cp {{input}} {{output.shard}} && touch {{output.signatures}} {{output.lengths}} {{output.report}}"
 
 
+rule dedup_band:
+    input:
+        signatures=lambda w: expand(OUT + "/filtered/{{lang}}/{{shard}}.sig.npz", lang=w.lang, shard=SHARDS[w.lang]),
+    output:
+        OUT + "/dedup/{{lang}}/bands{{part}}.npz",
+    shell:
+        "touch {{output}}"
+
+
 rule dedup_language:
     input:
+        pairs=lambda w: expand(OUT + "/dedup/{{lang}}/bands{{part}}.npz", lang=w.lang, part=BANDS),
         reports=lambda w: expand(OUT + "/filtered/{{lang}}/{{shard}}.report.json", lang=w.lang, shard=SHARDS[w.lang]),
         signatures=lambda w: expand(OUT + "/filtered/{{lang}}/{{shard}}.sig.npz", lang=w.lang, shard=SHARDS[w.lang]),
         lengths=lambda w: expand(OUT + "/filtered/{{lang}}/{{shard}}.lengths.npy", lang=w.lang, shard=SHARDS[w.lang]),
@@ -350,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         bare_dir = work / "bare"
         bare_dir.mkdir(exist_ok=True)
         hplt = {lang: languages.get(lang).hplt for lang in langs}
+        band_jobs = len(RunPaths(yaml.safe_load(Path(cfg).read_text())).dedup_parts)
         (bare_dir / "Snakefile").write_text(
-            BARE_SNAKEFILE.format(shard_dir=str(shard_dir), hplt=hplt, shards=opts.shards), encoding="utf-8"
+            BARE_SNAKEFILE.format(shard_dir=str(shard_dir), hplt=hplt, shards=opts.shards, band_jobs=band_jobs), encoding="utf-8"
         )
         startup_dir = work / "startup"
         startup_dir.mkdir(exist_ok=True)

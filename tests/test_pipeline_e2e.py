@@ -77,9 +77,9 @@ def test_provenance_has_one_row_per_job(e2e):
     paths, proc = e2e
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
-    # 5 data jobs per language (one shard each, merged), weights, blend, tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8,
-    # quality, bundle
-    assert len(jobs) == 5 * len(LANGS) + 15
+    # 6 data jobs per language (one shard, its dedup bands in one job, merged), weights, blend, tokenizer, parity, pretrain,
+    # export, 3 eval, 2 gguf, int8, quality, bundle
+    assert len(jobs) == 6 * len(LANGS) + 15
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit

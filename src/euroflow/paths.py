@@ -167,6 +167,25 @@ class RunPaths:
     def dedup_assignment(self, lang: str) -> str:
         return self._p("data", "dedup", f"{lang}.npz")
 
+    def dedup_pairs(self, lang: str, part: int | str) -> str:
+        """One band job's duplicate pairs among a language's documents (its bands: :attr:`dedup_parts`)."""
+        return self._p("data", "dedup", lang, f"bands{part}.npz")
+
+    @property
+    def dedup_parts(self) -> list[list[int]]:
+        """The bands of each band job of a language: 0 (exact keys), then 1..b (MinHash LSH) for near
+        dedup, dealt into ``data.dedup_band_jobs`` jobs (default: one job per band)."""
+        from euroflow.data.minhash import band_ids, band_layout, band_parts
+        from euroflow.data.prepare import filter_params
+
+        params = filter_params(self.config["data"])
+        near = params["near_dedup"]
+        bands, _ = band_layout(near["threshold"], near["num_perm"], tuple(near["lsh_weights"]))
+        return band_parts(band_ids(params["dedup"] == "near", bands), self.config["data"].get("dedup_band_jobs"))
+
+    def dedup_pair_files(self, lang: str) -> list[str]:
+        return [self.dedup_pairs(lang, part) for part in range(len(self.dedup_parts))]
+
     def shard_stats(self, lang: str) -> str:
         """One language's statistics: every filter's and deduplication's counts over its shards."""
         return self._p("data", "stats", f"{lang}.json")

@@ -1,5 +1,6 @@
 # Data preparation, one job per crawl shard where it can be: prepare (filter, normalize, sign) each shard ->
-# deduplicate each language across its shards -> language weights -> tokenize each shard -> blend.
+# duplicate pairs per language and band -> clusters per language -> language weights -> tokenize each
+# shard -> blend.
 # Shards come from the run's manifest (paths.shards), never from globbing in a rule.
 # Rule bodies call `euroflow data ...` (src/euroflow/data/cli.py).
 from euroflow.data.prepare import filter_params
@@ -43,12 +44,37 @@ rule prepare_shard:
         " --report {output.report:q} > {log:q} 2>&1"
 
 
+rule dedup_band:
+    """Duplicate pairs of some bands across one language's shards, each sorted on disk a key range at a
+    time (band 0: exact keys; 1..b: MinHash LSH bands). The command finds the signatures through the
+    run's shard listing."""
+    input:
+        signatures=lambda wildcards: paths.filtered_all(wildcards.lang, "sig.npz"),
+    output:
+        paths.dedup_pairs("{lang}", "{part}"),
+    log:
+        paths.log("dedup_band/{lang}/{part}"),
+    params:
+        config=paths.resolved_config,
+        near_dedup=filter_params(config["data"])["near_dedup"],
+        bands=lambda wildcards: paths.dedup_parts[int(wildcards.part)],
+    wildcard_constraints:
+        part=r"\d+",
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow data dedup-band --config {params.config:q} --lang {wildcards.lang:q} --bands {params.bands:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule dedup_language:
-    """Exact and MinHash LSH near-duplicates across one language's shards; train/valid split; statistics."""
+    """The bands' pairs joined into duplicate clusters (the first document of each is kept); train/valid
+    split; statistics."""
     input:
         reports=lambda wildcards: paths.filtered_all(wildcards.lang, "report.json"),
         signatures=lambda wildcards: paths.filtered_all(wildcards.lang, "sig.npz"),
         lengths=lambda wildcards: paths.filtered_all(wildcards.lang, "lengths.npy"),
+        pairs=lambda wildcards: paths.dedup_pair_files(wildcards.lang),
     output:
         assignment=paths.dedup_assignment("{lang}"),
         stats=paths.shard_stats("{lang}"),
@@ -61,7 +87,7 @@ rule dedup_language:
         "../../envs/euroflow.yaml"
     shell:
         "euroflow data dedup --config {params.config:q} --lang {wildcards.lang:q} --reports {input.reports:q}"
-        " --out {output.assignment:q} --stats {output.stats:q} > {log:q} 2>&1"
+        " --pairs {input.pairs:q} --out {output.assignment:q} --stats {output.stats:q} > {log:q} 2>&1"
 
 
 rule data_bundle:

@@ -64,12 +64,35 @@ def _dedup(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     lang_dir = RunPaths(cfg).filtered_dir(args.lang)
-    stats = deduplicate_language(args.reports, args.lang, args.out, args.stats, cfg["data"], lang_dir=lang_dir)
+    stats = deduplicate_language(args.reports, args.lang, args.out, args.stats, cfg["data"], lang_dir=lang_dir,
+                                 pairs=args.pairs)
     d = stats["dedup"]
     print(
         f"{args.stats}: {args.lang}: {stats['docs_out']}/{stats['docs_in']} documents kept; duplicates: "
         f"exact {d['exact_duplicates']} ({d['exact_fraction']:.2%}), near {d['near_duplicates']} ({d['near_fraction']:.2%})"
     )
+    return 0
+
+
+def _dedup_band(args: argparse.Namespace) -> int:
+    from euroflow import config
+    from euroflow.data.minhash import band_pairs
+    from euroflow.data.prepare import filter_params
+    from euroflow.paths import RunPaths
+
+    cfg = config.load(args.config)
+    if args.lang not in cfg["languages"]:
+        raise EuroflowError(f"{args.config}: languages: no {args.lang!r} to deduplicate")
+    near = filter_params(cfg["data"])["near_dedup"]
+    # found through the run's shard listing, like the merge's: hundreds of paths do not fit one shell command
+    signatures = RunPaths(cfg).filtered_all(args.lang, "sig.npz")
+    report = band_pairs(signatures, args.bands, args.out, threshold=near["threshold"], num_perm=near["num_perm"],
+                        weights=tuple(near["lsh_weights"]), **({"range_docs": args.range_docs} if args.range_docs else {}))
+    for band in report["bands"]:
+        print(f"{args.out}: {args.lang} band {band} of 0..{report['of_bands']}: {report['pairs'][band]:,} duplicate pairs "
+              f"of {report['candidates'][band]:,} candidates")
+    print(f"{args.out}: {report['docs']:,} documents in {report['shards']} shards, {report['ranges']} key ranges, "
+          f"{report['seconds']} s")
     return 0
 
 
@@ -232,9 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="run config (data.dedup, near_dedup, valid_fraction)")
     p.add_argument("--lang", required=True)
     p.add_argument("--reports", nargs="+", required=True, help="the shards' reports, in manifest order")
+    p.add_argument("--pairs", nargs="+", help="the band jobs' pair files (dedup-band); default: the bands run here")
     p.add_argument("--out", required=True, help="assignment file (.npz): train/valid/duplicate per document")
     p.add_argument("--stats", required=True, help="the language's statistics (JSON)")
     p.set_defaults(func=_dedup)
+
+    p = sub.add_parser("dedup-band", help="duplicate pairs of some bands across one language's shards (band 0: exact keys)")
+    p.add_argument("--config", required=True, help="run config (its shard listing, data.near_dedup)")
+    p.add_argument("--lang", required=True)
+    p.add_argument("--bands", type=int, nargs="+", required=True, help="0: exact keys; 1..b: the MinHash LSH bands")
+    p.add_argument("--out", required=True, help="pair file (.npz, one array per band)")
+    p.add_argument("--range-docs", type=int,
+                   help="documents sorted at once, which sets the job's memory (about 60 bytes each; default 1,048,576); results do not depend on it")
+    p.set_defaults(func=_dedup_band)
 
     p = sub.add_parser("weights", help="sampling weights per language -> weights.json, weights.md")
     p.add_argument("--config", required=True, help="run config (languages, sampling)")

@@ -7,10 +7,11 @@ Two stages, matching the DAG:
    (arrays ``exact`` (n, 16) uint8, ``minhash`` (n, num_perm) uint32, ``params`` JSON) atomically; a
    failing block writes nothing. Rows wait in a temporary file until then (``16 + 4 * num_perm`` bytes
    per document: 528 B at 128 permutations), so the job's memory does not grow with the shard.
-2. Per language, :func:`dedup_language` reads all of the language's signature files (in manifest order)
-   and returns one int8 assignment per shard, one code per kept document: ``TRAIN`` 0, ``VALID`` 1,
-   ``EXACT`` 2 (exact duplicate, removed), ``NEAR`` 3 (near duplicate, removed).
-   :func:`write_assignments` stores them in one ``.npz``; :func:`read_assignment` reads one shard's.
+2. Per language, the sort-based stages of :mod:`euroflow.data.minhash` (one job per band, then one
+   job joining the bands' duplicate pairs into clusters) give one int8 assignment per shard, one code
+   per kept document: ``TRAIN`` 0, ``VALID`` 1, ``EXACT`` 2 (exact duplicate, removed), ``NEAR`` 3
+   (near duplicate, removed). :func:`dedup_language` runs them in one process; :func:`write_assignments`
+   stores the codes in one ``.npz`` with a member per shard; :func:`read_assignment` reads one shard's.
 
 Normalization (:func:`normalize`; the text is already NFC): ``str.casefold``, whitespace runs (any Unicode
 whitespace) collapsed to one space, leading/trailing whitespace stripped. :func:`exact_key` is the 16-byte
@@ -24,20 +25,18 @@ shingle (the whole normalized text; the empty text is the shingle ``b""``). Valu
 
 Decisions (first occurrence wins, in the given order of shards, then document order):
 
-- exact: a document whose exact key was seen before is ``EXACT``;
-- near: the exact-unique documents are visited in order; each is queried against a
-  ``datasketch.MinHashLSH(threshold, num_perm)`` index (bands ``b`` x rows ``r`` from datasketch's
-  optimal choice, by default with equal false-positive/false-negative weights) holding the kept documents;
-  it is ``NEAR`` if a candidate's Jaccard similarity estimated from the two signatures (share of equal
-  MinHash values) is >= ``threshold``, otherwise it is kept and inserted. A document is compared only with
-  kept documents, so in a chain A~B~C with A !~ C, B is removed and C is kept.
+- exact: documents with equal exact keys are duplicates;
+- near: documents that share one LSH band (``b`` bands x ``r`` rows, datasketch's optimal choice for
+  the threshold, by default with equal false-positive/false-negative weights) and whose Jaccard
+  similarity estimated from the two signatures (share of equal MinHash values) is >= ``threshold``;
+- clusters: the connected components of both relations. Each keeps its first document; the others
+  are ``EXACT`` if an earlier document has the same exact key, else ``NEAR``. In a chain A~B~C with
+  A !~ C, A is kept and B and C are removed.
 - split: a kept document is ``VALID`` iff ``int.from_bytes(exact_key[:8], "little") / 2**64 <
   valid_fraction``, else ``TRAIN``: content-based, so the same text lands in the same split in every run.
 
-Memory of :func:`dedup_language` is O(documents of the language): all signatures (``4 * num_perm`` bytes
-per document) plus the in-memory LSH index (``b`` band keys per kept document). datasketch's
-``MinHashLSH`` can also keep its index in Redis or Cassandra (``storage_config``) for larger scale; this
-module uses the in-memory dict storage.
+Memory of every stage is bounded by a shard, a sorted range of one band (:mod:`euroflow.data.minhash`)
+or the duplicates found, never by the language's size.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ import os
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -214,21 +213,53 @@ def dedup_language(
     valid_fraction: float = 0.0,
     near: bool = True,
     weights: tuple[float, float] = (0.5, 0.5),
+    pair_paths: Sequence[PathLike] | None = None,
+    range_docs: int | None = None,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """One int8 assignment per signature file (same order) and a report; see the module docstring.
 
-    The report has ``docs``, ``exact_duplicates``, ``near_duplicates``, ``exact_fraction``,
-    ``near_fraction``, ``kept``, ``valid``, ``train``, ``shards`` (per file: path, docs, exact, near,
-    valid, train), ``params`` (threshold, num_perm, ngram, seed, scheme, bands, rows, valid_fraction,
-    near, weights) and ``seconds``. All files must share num_perm (= ``num_perm``), ngram and seed.
+    The stages of :mod:`euroflow.data.minhash` in this process: each band's pairs (into a temporary
+    directory, unless ``pair_paths`` gives the band jobs' files), the clusters, each
+    shard's codes. The report has ``docs``, ``exact_duplicates``, ``near_duplicates``,
+    ``exact_fraction``, ``near_fraction``, ``kept``, ``valid``, ``train``, ``shards`` (per file: path,
+    docs, exact, near, valid, train), ``pairs`` (per band), ``params`` (threshold, num_perm, ngram,
+    seed, scheme, bands, rows, valid_fraction, near, weights) and ``seconds``. All files must share
+    num_perm (= ``num_perm``), ngram and seed.
 
-    ``weights`` (false-positive, false-negative) is passed to ``MinHashLSH``; the default (0.5, 0.5) is
-    datasketch's. At threshold 0.8 and 128 permutations it gives b=9, r=13, which makes a pair of true
-    Jaccard 0.8 an LSH candidate with probability 0.40 only (0.69 at 0.85, 0.93 at 0.9); (0.1, 0.9) gives
-    b=14, r=9 (0.87 / 0.98 / 1.00) at the cost of more band keys and candidates. Candidates are always
-    verified against ``threshold``, so a lower false-negative cost does not add false positives beyond
-    the estimator's own error (about ``sqrt(J * (1 - J) / num_perm)``, 0.035 at J=0.8 and 128).
+    ``weights`` (false-positive, false-negative) chooses bands x rows as datasketch's ``MinHashLSH``
+    does; the default (0.5, 0.5) is datasketch's. At threshold 0.8 and 128 permutations it gives b=9,
+    r=13, which makes a pair of true Jaccard 0.8 a candidate with probability 0.40 only (0.69 at 0.85,
+    0.93 at 0.9); (0.1, 0.9) gives b=14, r=9 (0.87 / 0.98 / 1.00) at the cost of more band jobs.
+    Candidates are always verified against ``threshold``, so a lower false-negative cost does not add
+    false positives beyond the estimator's own error (about ``sqrt(J * (1 - J) / num_perm)``, 0.035 at
+    J=0.8 and 128).
     """
+    codes, report = [], None
+    for item in dedup_stream(signature_paths, threshold=threshold, num_perm=num_perm, valid_fraction=valid_fraction,
+                             near=near, weights=weights, pair_paths=pair_paths, range_docs=range_docs):
+        if isinstance(item, dict):
+            report = item
+        else:
+            codes.append(item)
+    return codes, report
+
+
+def dedup_stream(
+    signature_paths: Sequence[PathLike],
+    *,
+    threshold: float,
+    num_perm: int,
+    valid_fraction: float,
+    near: bool,
+    weights: tuple[float, float],
+    pair_paths: Sequence[PathLike] | None = None,
+    range_docs: int | None = None,
+):
+    """:func:`dedup_language` as a stream: each shard's codes in turn (one shard in memory), then the report."""
+    import tempfile
+
+    from euroflow.data import minhash
+
     start_time = time.perf_counter()
     if not signature_paths:
         raise EuroflowError("dedup: no signature files given")
@@ -239,56 +270,23 @@ def dedup_language(
     if len(weights) != 2 or min(weights) < 0 or abs(sum(weights) - 1.0) > 1e-9:
         raise EuroflowError(f"dedup: weights {tuple(weights)} must be two non-negative numbers summing to 1")
     paths = [Path(p) for p in signature_paths]
-    exacts, minhashes, reference = [], [], None
-    for path in paths:
-        exact, minhash, params = read_signatures(path)
-        mine = {k: params.get(k) for k in ("num_perm", "ngram", "seed", "scheme")}
-        if reference is None:
-            reference = mine
-            if mine["num_perm"] != num_perm:
-                raise EuroflowError(f"{path}: signatures have num_perm {mine['num_perm']}, dedup expects {num_perm}")
-        elif mine != reference:
-            raise EuroflowError(f"{path}: signature params {mine} differ from {paths[0]}'s {reference}")
-        exacts.append(exact)
-        minhashes.append(minhash)
-    sizes = [len(e) for e in exacts]
-    exact = np.concatenate(exacts)
-    minhash = np.concatenate(minhashes)
-    n = len(exact)
-
-    codes = np.full(n, TRAIN, dtype=np.int8)
-    if n:
-        _, first = np.unique(exact.view(np.dtype((np.void, 16))).ravel(), return_index=True)
-        unique = np.zeros(n, dtype=bool)
-        unique[first] = True  # np.unique's return_index is the first occurrence
-        codes[~unique] = EXACT
-
-    bands = rows = None
-    if near:
-        from datasketch import LeanMinHash, MinHashLSH
-
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=tuple(weights))
-        bands, rows = lsh.b, lsh.r
-        seed = reference["seed"]
-        for i in np.flatnonzero(codes == TRAIN).tolist():
-            row = minhash[i]
-            sketch = LeanMinHash(seed=seed, hashvalues=row, scheme=SCHEME)
-            candidates = lsh.query(sketch)
-            if candidates:
-                similarity = np.count_nonzero(minhash[candidates] == row, axis=1) / num_perm
-                if similarity.max() >= threshold:
-                    codes[i] = NEAR
-                    continue
-            lsh.insert(i, sketch, check_duplication=False)
-
-    if valid_fraction > 0 and n:
-        position = exact[:, :8].copy().view("<u8").ravel() / 2.0**64
-        codes[(codes == TRAIN) & (position < valid_fraction)] = VALID
-
-    assignments = np.split(codes, np.cumsum(sizes)[:-1])
-    counts = [{code: int(np.count_nonzero(a == code)) for code in (TRAIN, VALID, EXACT, NEAR)} for a in assignments]
+    files = minhash.open_signatures(paths, num_perm)
+    bands, rows = minhash.band_layout(threshold, num_perm, tuple(weights))
+    wanted = minhash.band_ids(near, bands)
+    with tempfile.TemporaryDirectory(prefix=".dedup-", dir=paths[0].parent) as scratch:
+        if pair_paths is None:
+            pair_paths = [Path(scratch) / "pairs.npz"]
+            minhash.band_pairs(paths, wanted, pair_paths[0], threshold=threshold, num_perm=num_perm, weights=weights,
+                               range_docs=range_docs or minhash.RANGE_DOCS)
+        found, pairs = minhash.clusters(pair_paths, wanted)
+    counts = []
+    for shard_codes in minhash.language_codes(files, found, valid_fraction):
+        counts.append({code: int(np.count_nonzero(shard_codes == code)) for code in (TRAIN, VALID, EXACT, NEAR)})
+        yield shard_codes
     total = {code: sum(c[code] for c in counts) for code in (TRAIN, VALID, EXACT, NEAR)}
-    report = {
+    n = sum(f.docs for f in files)
+    reference = files[0].params
+    yield {
         "docs": n,
         "exact_duplicates": total[EXACT],
         "near_duplicates": total[NEAR],
@@ -298,41 +296,57 @@ def dedup_language(
         "valid": total[VALID],
         "train": total[TRAIN],
         "shards": [
-            {"path": str(p), "docs": size, "exact": c[EXACT], "near": c[NEAR], "valid": c[VALID], "train": c[TRAIN]}
-            for p, size, c in zip(paths, sizes, counts)
+            {"path": str(f.path), "docs": f.docs, "exact": c[EXACT], "near": c[NEAR], "valid": c[VALID], "train": c[TRAIN]}
+            for f, c in zip(files, counts)
         ],
+        "pairs": {str(band): count for band, count in pairs.items()},
         "params": {
             "threshold": threshold, "num_perm": num_perm, "ngram": reference["ngram"], "seed": reference["seed"],
-            "scheme": reference["scheme"], "bands": bands, "rows": rows, "valid_fraction": valid_fraction,
-            "near": near, "weights": list(weights),
+            "scheme": reference["scheme"], "bands": bands if near else None, "rows": rows if near else None,
+            "valid_fraction": valid_fraction, "near": near, "weights": list(weights), "method": "sorted-bands",
         },
         "seconds": round(time.perf_counter() - start_time, 3),
     }
-    return assignments, report
 
 
-def write_assignments(path: PathLike, assignments: list[np.ndarray], names: list[str]) -> None:
-    """Write one ``.npz`` (``names``, ``offsets``, concatenated int8 ``codes``) atomically."""
-    if len(assignments) != len(names):
-        raise EuroflowError(f"{path}: {len(assignments)} assignments for {len(names)} shard names")
+def write_assignments(path: PathLike, assignments: Iterable[np.ndarray], names: Sequence[str]) -> None:
+    """One language's assignment file, atomically: an uncompressed ``.npz`` with ``names`` and one int8
+    array per shard (``shard<i>``), so a tokenize job reads its own shard's codes, not the language's.
+
+    ``assignments`` may be a generator: shards are written as they come, one in memory at a time."""
+    from numpy.lib import format as npy_format
+
     if len(set(names)) != len(names):
         raise EuroflowError(f"{path}: shard names repeat")
-    offsets = np.zeros(len(names) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(a) for a in assignments])
-    codes = np.concatenate([np.asarray(a, dtype=np.int8) for a in assignments]) if assignments else np.zeros(0, np.int8)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, names=np.array(names, dtype=str), offsets=offsets, codes=codes)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with archive.open("names.npy", "w") as entry:
+            npy_format.write_array(entry, np.array(list(names), dtype=str), allow_pickle=False)
+        written = 0
+        for codes in assignments:
+            if written == len(names):
+                raise EuroflowError(f"{path}: more assignments than the {len(names)} shard names")
+            with archive.open(f"shard{written}.npy", "w", force_zip64=True) as entry:
+                npy_format.write_array(entry, np.asarray(codes, dtype=np.int8), allow_pickle=False)
+            written += 1
+        if written != len(names):
+            raise EuroflowError(f"{path}: {written} assignments for {len(names)} shard names")
 
 
 def read_assignment(path: PathLike, name: str) -> np.ndarray:
     """The int8 assignment of shard ``name`` (one code per kept document) from an assignment file."""
     path = Path(path)
-    arrays = _load_npz(path, "assignment")
     try:
-        names, offsets, codes = arrays["names"].tolist(), arrays["offsets"], arrays["codes"]
-    except KeyError as exc:
-        raise EuroflowError(f"{path}: not an assignment file (missing {exc})") from None
-    if name not in names:
-        raise EuroflowError(f"{path}: no assignment for shard {name!r} (has {len(names)} shards)")
-    i = names.index(name)
-    return codes[offsets[i] : offsets[i + 1]]
+        with np.load(path, allow_pickle=False) as npz:
+            if "names" not in npz.files:
+                raise EuroflowError(f"{path}: not an assignment file (no names)")
+            names = npz["names"].tolist()
+            if name not in names:
+                raise EuroflowError(f"{path}: no assignment for shard {name!r} (has {len(names)} shards)")
+            member = f"shard{names.index(name)}"
+            if member not in npz.files:
+                raise EuroflowError(f"{path}: not an assignment file of this euroflow (no {member}); re-run the language's dedup job")
+            return npz[member]
+    except FileNotFoundError:
+        raise EuroflowError(f"{path}: assignment file not found") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise EuroflowError(f"{path}: not a readable assignment file ({exc})") from None

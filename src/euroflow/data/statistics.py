@@ -59,10 +59,12 @@ def deduplicate_language(
     data: Mapping[str, Any],
     *,
     lang_dir: str | os.PathLike | None = None,
+    pairs: Sequence[str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """Deduplicate one language's prepared shards; write assignments and statistics atomically.
 
-    ``data`` is the run config's ``data`` section. Shard ids in the assignment file are the report paths
+    ``pairs`` are the band jobs' pair files (band 0 first, :mod:`euroflow.data.minhash`); without them
+    the bands run here. ``data`` is the run config's ``data`` section. Shard ids in the assignment file are the report paths
     relative to ``lang_dir`` without ``.report.json`` (default: the file names).
     """
     languages.get(lang)
@@ -75,25 +77,48 @@ def deduplicate_language(
     for path, report in zip(reports, shard_reports):
         if report.get("lang") != lang:
             raise EuroflowError(f"{path}: field 'lang' is {report.get('lang')!r}, expected {lang}")
-    assignments, dedup_report = dedup.dedup_language(
+    stream = dedup.dedup_stream(
         [sibling(p, "sig.npz") for p in reports],
         threshold=near["threshold"],
         num_perm=near["num_perm"],
         weights=tuple(near["lsh_weights"]),
         valid_fraction=float(data.get("valid_fraction", 0.0)),
         near=params["dedup"] == "near",
+        pair_paths=pairs,
     )
     out = {"docs": 0, "chars": 0, "bytes": 0}
     valid = {"docs": 0, "chars": 0}
-    for path, report, codes in zip(reports, shard_reports, assignments):
-        lengths = _lengths(sibling(path, "lengths.npy"), report["docs_out"])
-        kept = codes < dedup.EXACT
-        out["docs"] += int(kept.sum())
-        out["chars"] += int(lengths[kept, 0].sum())
-        out["bytes"] += int(lengths[kept, 1].sum())
-        valid["docs"] += int((codes == dedup.VALID).sum())
-        valid["chars"] += int(lengths[codes == dedup.VALID, 0].sum())
+    dedup_report: dict[str, Any] = {}
 
+    def counted_codes():
+        """Each shard's codes on their way into the assignment file, counted with the shard's lengths."""
+        shards = iter(zip(reports, shard_reports))
+        for item in stream:
+            if isinstance(item, dict):  # the stream's last item
+                dedup_report.update(item)
+                continue
+            path, report = next(shards)
+            lengths = _lengths(sibling(path, "lengths.npy"), report["docs_out"])
+            if len(item) != len(lengths):
+                raise EuroflowError(f"{sibling(path, 'sig.npz')}: {len(item)} signatures, but the shard report says {len(lengths)} documents")
+            kept = item < dedup.EXACT
+            out["docs"] += int(kept.sum())
+            out["chars"] += int(lengths[kept, 0].sum())
+            out["bytes"] += int(lengths[kept, 1].sum())
+            valid["docs"] += int((item == dedup.VALID).sum())
+            valid["chars"] += int(lengths[item == dedup.VALID, 0].sum())
+            yield item
+
+    lang_dir = Path(lang_dir) if lang_dir is not None else None
+    names = [_shard_id(p, lang_dir) for p in reports]
+    with atomic_path(stats_path) as tmp:
+        dedup.write_assignments(assignment_path, counted_codes(), names)
+        stats = _statistics(lang, params, data, shard_reports, out, valid, dedup_report)
+        tmp.write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
+    return stats
+
+
+def _statistics(lang, params, data, shard_reports, out, valid, dedup_report) -> dict[str, Any]:
     def total(key: str) -> int:
         return sum(int(r[key]) for r in shard_reports)
 
@@ -109,7 +134,7 @@ def deduplicate_language(
     stats = {
         "lang": lang,
         "inputs": [r["shard"] for r in shard_reports],
-        "shards": len(reports),
+        "shards": len(shard_reports),
         "empty_shards": [r["shard"] for r in shard_reports if r.get("empty")],
         "params": {**params, "valid_fraction": data.get("valid_fraction", 0.0)},
         "docs_in": total("docs_in"),
@@ -129,11 +154,6 @@ def deduplicate_language(
         "modified": summed("modified"),
         "dedup": {key: value for key, value in dedup_report.items() if key != "shards"},
     }
-    lang_dir = Path(lang_dir) if lang_dir is not None else None
-    names = [_shard_id(p, lang_dir) for p in reports]
-    with atomic_path(stats_path) as tmp:
-        dedup.write_assignments(assignment_path, assignments, names)
-        tmp.write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
     return stats
 
 
