@@ -57,15 +57,17 @@ def write(path, texts, **params):
     return path
 
 
-def test_minhash_equals_datasketch(data_root, monkeypatch):
+@pytest.mark.parametrize("batch_bytes", [1 << 22, 40])  # texts hashed in one batch, and one or two at a time
+def test_minhash_equals_datasketch(data_root, monkeypatch, batch_bytes):
     monkeypatch.setattr(dedup, "_CHUNK_SHINGLES", 50)  # cross block boundaries inside one call
+    monkeypatch.setattr(dedup, "_BATCH_BYTES", batch_bytes)
     texts = [" ".join(ntrex(data_root, lang)[10:14]) for lang in ("en", "ka", "el", "tr")]
     texts += ["", "one", "Two  Words", "a b c d e", "  Größe  STRASSE\t und\nmehr  Wörter hier "]
     for num_perm, ngram, seed in ((128, 5, 1), (64, 3, 7)):
         ours = minhash_signatures(texts, num_perm=num_perm, ngram=ngram, seed=seed)
         assert ours.dtype == np.uint32 and ours.shape == (len(texts), num_perm)
         for text, row in zip(texts, ours):
-            reference = MinHash(num_perm=num_perm, seed=seed)
+            reference = MinHash(num_perm=num_perm, seed=seed, hashfunc=dedup.shingle_hash32)
             for shingle in shingles(text, ngram):
                 reference.update(shingle)
             np.testing.assert_array_equal(row, reference.hashvalues)

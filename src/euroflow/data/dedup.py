@@ -20,8 +20,12 @@ BLAKE2b of the UTF-8 normalized text, so texts differing only in case or spacing
 MinHash (:func:`minhash_signatures`): shingles are the word ``ngram``-grams of the normalized text (words =
 its space-separated tokens, joined by one space, UTF-8); a text of fewer than ``ngram`` words is one
 shingle (the whole normalized text; the empty text is the shingle ``b""``). Values are those of
-``datasketch.MinHash(num_perm, seed=seed)`` (datasketch >= 2.0, default ``"affine32"`` scheme, default
-``sha1_hash32``) updated with every shingle, computed in batches with numpy from the same permutations.
+``datasketch.MinHash(num_perm, seed=seed, hashfunc=shingle_hash32)`` (datasketch >= 2.0, default
+``"affine32"`` scheme) updated with every shingle, computed in batches with numpy from the same
+permutations. :func:`shingle_hash32` is a 64-bit polynomial hash of the shingle's bytes finished with
+splitmix64, because numpy computes it for every shingle of a batch at once from prefix sums (datatrove
+hashes shingles with xxhash for the same reason); datasketch's default, SHA-1 per shingle in a Python
+loop, made signing most of a prepare job's time.
 
 Decisions (first occurrence wins, in the given order of shards, then document order):
 
@@ -57,8 +61,12 @@ from euroflow.errors import EuroflowError
 
 TRAIN, VALID, EXACT, NEAR = 0, 1, 2, 3
 SCHEME = "affine32"  # datasketch >= 2.0 default permutation scheme
-FORMAT = 1
+FORMAT = 2  # 2: shingles hashed with shingle_hash32 (1: SHA-1, datasketch's default hash)
 _CHUNK_SHINGLES = 1 << 16  # shingles per numpy block: 32 MiB of uint32 at 128 permutations
+_BATCH_BYTES = 1 << 22  # text hashed at once: about 130 MiB of uint64 prefix arrays
+_BASE = 0x100000001B3  # odd (the 64-bit FNV prime), so invertible mod 2**64
+_BASE_INVERSE = pow(_BASE, -1, 2**64)
+_POWERS: list[np.ndarray] = [np.ones(0, np.uint64), np.ones(0, np.uint64)]
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 _PERMUTATIONS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -86,15 +94,63 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return _PERMUTATIONS[key]
 
 
-def _shingle_hashes(data: bytes, ngram: int) -> list[bytes]:
-    """SHA-1 digests (20 bytes each) of the word n-gram shingles of one normalized UTF-8 text."""
-    sha1 = hashlib.sha1
-    spaces = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 32) if data else ()
-    if len(spaces) + 1 <= ngram:
-        return [sha1(data).digest()]
-    starts = [0, *(spaces[: len(spaces) - ngram + 1] + 1).tolist()]
-    ends = [*spaces[ngram - 1 :].tolist(), len(data)]
-    return [sha1(data[s:e]).digest() for s, e in zip(starts, ends)]
+def _splitmix64(h: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+def shingle_hash32(data: bytes) -> int:
+    """The 32-bit hash of one shingle, one byte at a time (the reference for the vectorized one, and a
+    ``hashfunc`` for ``datasketch.MinHash``): ``splitmix64(sum((b_j + 1) * B**j) mod 2**64)``, low 32 bits."""
+    h = 0
+    for j, byte in enumerate(data):
+        h = (h + (byte + 1) * pow(_BASE, j, 2**64)) % 2**64
+    return int(_splitmix64(np.array([h], dtype=np.uint64))[0]) & 0xFFFFFFFF
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``B**j`` and ``B**-j`` mod 2**64 for ``j < n`` (at least), computed once and kept."""
+    if len(_POWERS[0]) < n:
+        size = max(n, _BATCH_BYTES + 1)
+        with np.errstate(over="ignore"):
+            _POWERS[:] = [np.cumprod(np.concatenate([np.ones(1, np.uint64), np.full(size - 1, base, np.uint64)]), dtype=np.uint64)
+                          for base in (_BASE, _BASE_INVERSE)]
+    return _POWERS[0], _POWERS[1]
+
+
+def _shingle_hashes(normalized: list[bytes], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes uint32, first shingle of each text)``: :func:`shingle_hash32` of every shingle, in numpy.
+
+    The texts are joined with newlines (normalized text has none). With the prefix sums ``P`` of
+    ``(b_j + 1) * B**j`` over the joined bytes, the polynomial of the bytes ``[s, e)`` is
+    ``(P[e] - P[s]) * B**-s`` (mod 2**64; B is odd): every shingle's hash without a Python loop."""
+    joined = np.frombuffer(b"\n".join(normalized), dtype=np.uint8)
+    size = len(joined)
+    powers, inverse = _powers(size + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(size + 1, dtype=np.uint64)
+        np.cumsum((joined.astype(np.uint64) + np.uint64(1)) * powers[:size], out=prefix[1:])
+    separators = np.flatnonzero((joined == 32) | (joined == 10))
+    word_start = np.concatenate([[0], separators + 1])
+    word_end = np.concatenate([separators, [size]])
+    word_doc = np.searchsorted(np.flatnonzero(joined == 10), word_start)  # newlines before the word
+    words_per_doc = np.bincount(word_doc, minlength=len(normalized))
+    first_word = np.concatenate([[0], np.cumsum(words_per_doc)[:-1]])
+    # sliding shingles: words i..i+ngram-1 of one text; a text of <= ngram words is one shingle, all of it
+    i = np.arange(max(len(word_start) - ngram + 1, 0))
+    sliding = i[word_doc[i] == word_doc[i + ngram - 1]]
+    sliding = sliding[words_per_doc[word_doc[sliding]] > ngram]
+    short = np.flatnonzero(words_per_doc <= ngram)
+    starts = np.concatenate([word_start[sliding], word_start[first_word[short]]])
+    ends = np.concatenate([word_end[sliding + ngram - 1], word_end[first_word[short] + words_per_doc[short] - 1]])
+    docs = np.concatenate([word_doc[sliding], short])
+    order = np.argsort(docs, kind="stable")
+    starts, ends, docs = starts[order], ends[order], docs[order]
+    with np.errstate(over="ignore"):
+        hashes = _splitmix64((prefix[ends] - prefix[starts]) * inverse[starts])
+    return (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32), np.searchsorted(docs, np.arange(len(normalized)))
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -109,8 +165,8 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 def minhash_signatures(texts: list[str], *, num_perm: int = 128, ngram: int = 5, seed: int = 1) -> np.ndarray:
     """``(len(texts), num_perm)`` uint32 MinHash values, equal to datasketch's (see module docstring).
 
-    Shingle hashes are ``sha1_hash32`` (first 4 bytes of SHA-1, little-endian); the permutation
-    ``a * fmix32(h) + b mod 2**32`` and the per-document minimum run in numpy over blocks of documents.
+    Shingle hashes are :func:`shingle_hash32`, computed for all shingles of a batch at once; the
+    permutation ``a * fmix32(h) + b mod 2**32`` and the per-document minimum run in numpy over blocks.
     """
     return _signatures([normalize(text).encode("utf-8") for text in texts], num_perm, ngram, seed)
 
@@ -121,18 +177,21 @@ def _signatures(normalized: list[bytes], num_perm: int, ngram: int, seed: int) -
     a, b = _permutations(num_perm, seed)
     out = np.empty((len(normalized), num_perm), dtype=np.uint32)
     start = 0
-    while start < len(normalized):
-        digests: list[bytes] = []
-        offsets: list[int] = []
-        stop = start
-        while stop < len(normalized) and (stop == start or len(digests) < _CHUNK_SHINGLES):
-            offsets.append(len(digests))
-            digests += _shingle_hashes(normalized[stop], ngram)
+    while start < len(normalized):  # batches of about _BATCH_BYTES of text
+        stop, size = start, 0
+        while stop < len(normalized) and (stop == start or size + len(normalized[stop]) <= _BATCH_BYTES):
+            size += len(normalized[stop]) + 1
             stop += 1
-        h = np.frombuffer(b"".join(digests), dtype="<u4").reshape(-1, 5)[:, 0].astype(np.uint32)
-        values = a[:, None] * _fmix32(h)[None, :]  # (num_perm, shingles): reducing along rows is fast
-        values += b[:, None]
-        out[start:stop] = np.minimum.reduceat(values, np.asarray(offsets, dtype=np.intp), axis=1).T
+        hashes, offsets = _shingle_hashes(normalized[start:stop], ngram)
+        mixed = _fmix32(hashes)
+        ends = np.append(offsets[1:], len(hashes))
+        lo = 0
+        while lo < stop - start:  # blocks of about _CHUNK_SHINGLES shingles, whole texts each
+            hi = max(int(np.searchsorted(ends, offsets[lo] + _CHUNK_SHINGLES, side="right")), lo + 1)
+            values = a[:, None] * mixed[None, offsets[lo] : ends[hi - 1]]  # (num_perm, shingles): rows reduce fast
+            values += b[:, None]
+            out[start + lo : start + hi] = np.minimum.reduceat(values, offsets[lo:hi] - offsets[lo], axis=1).T
+            lo = hi
         start = stop
     return out
 
