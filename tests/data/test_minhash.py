@@ -179,3 +179,12 @@ def test_assignments_are_read_one_shard_at_a_time(tmp_path):
     with pytest.raises(EuroflowError, match="2 assignments for 3 shard names"):
         write_assignments(tmp_path / "b.npz", [np.zeros(1, np.int8)] * 2, ["a", "b", "c"])
     assert not (tmp_path / "b.npz").exists() and sorted(os.listdir(tmp_path)) == ["a.npz"]
+
+
+def test_signatures_of_two_formats_do_not_mix(tmp_path):
+    rows = np.zeros((2, 128), np.uint32)
+    old = signature_file(tmp_path / "old.sig.npz", rows)
+    with SignatureWriter(tmp_path / "new.sig.npz") as writer:  # format 2: another shingle hash
+        writer.add(["a document of a few words here", "and another one"])
+    with pytest.raises(EuroflowError, match=r"new.sig.npz: signature params .*'format': 2.*re-run the prepare jobs"):
+        run([old, tmp_path / "new.sig.npz"])

@@ -158,17 +158,19 @@ class SignatureFile:
 
 
 def open_signatures(paths: Sequence[PathLike], num_perm: int) -> list[SignatureFile]:
-    """The language's signature files, checked to share num_perm (= ``num_perm``), ngram, seed and scheme."""
+    """The language's signature files, checked to share num_perm (= ``num_perm``), ngram, seed, scheme and
+    format (the shingle hash)."""
     files, reference = [], None
     for path in paths:
         sig = SignatureFile(path)
-        mine = {k: sig.params.get(k) for k in ("num_perm", "ngram", "seed", "scheme")}
+        mine = {k: sig.params.get(k) for k in ("num_perm", "ngram", "seed", "scheme", "format")}
         if reference is None:
             reference = mine
             if mine["num_perm"] != num_perm:
                 raise EuroflowError(f"{sig.path}: signatures have num_perm {mine['num_perm']}, dedup expects {num_perm}")
         elif mine != reference:
-            raise EuroflowError(f"{sig.path}: signature params {mine} differ from {files[0].path}'s {reference}")
+            raise EuroflowError(f"{sig.path}: signature params {mine} differ from {files[0].path}'s {reference}; "
+                                "re-run the prepare jobs of the language's shards")
         files.append(sig)
     return files
 
