@@ -70,16 +70,24 @@ rule all:
         OUT + "/quantized/quality.md",
 
 
+rule contamination_index:
+    output:
+        OUT + "/decontamination/{{lang}}.npz",
+    shell:
+        "touch {{output}}"
+
+
 rule prepare_shard:
     input:
-        lambda w: f"{{SHARD_DIR}}/{{HPLT[w.lang]}}/{{w.shard}}.jsonl.zst",
+        shard=lambda w: f"{{SHARD_DIR}}/{{HPLT[w.lang]}}/{{w.shard}}.jsonl.zst",
+        contamination=OUT + "/decontamination/{{lang}}.npz",
     output:
         shard=OUT + "/filtered/{{lang}}/{{shard}}.jsonl.zst",
         signatures=OUT + "/filtered/{{lang}}/{{shard}}.sig.npz",
         lengths=OUT + "/filtered/{{lang}}/{{shard}}.lengths.npy",
         report=OUT + "/filtered/{{lang}}/{{shard}}.report.json",
     shell:
-        "cp {{input}} {{output.shard}} && touch {{output.signatures}} {{output.lengths}} {{output.report}}"
+        "cp {{input.shard}} {{output.shard}} && touch {{output.signatures}} {{output.lengths}} {{output.report}}"
 
 
 rule dedup_band:

@@ -77,9 +77,9 @@ def test_provenance_has_one_row_per_job(e2e):
     paths, proc = e2e
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
-    # 6 data jobs per language (one shard, its dedup bands in one job, merged), weights, blend, tokenizer, parity, pretrain,
-    # export, 3 eval, 2 gguf, int8, quality, bundle
-    assert len(jobs) == 6 * len(LANGS) + 15
+    # 7 data jobs per language (evaluation n-grams, one shard, its dedup bands in one job, merged), weights, blend,
+    # tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality, bundle
+    assert len(jobs) == 7 * len(LANGS) + 15
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit
@@ -142,8 +142,10 @@ def test_lineage_of_the_gguf_reaches_the_raw_shards(e2e):
     assert {"gguf", "export_hf", "pretrain", "train_tokenizer", "blend", "merge_language", "tokenize_shard", "prepare_shard", "demo_shard"} <= rules
     assert tree["category"] == "quantized_model"
     assert {"hf_export", "checkpoint", "tokenizer", "blend", "indexed_dataset", "shard", "statistics"} <= set(categories(tree))
-    # the demo's shards are built from NTREX-128 in the shared data bundle: lineage ends at its files
-    assert {os.path.realpath(leaf) for leaf in leaves} == {os.path.realpath(f) for lang in LANGS for f in paths.bundle_ntrex(lang)}
+    # the demo's shards are built from NTREX-128 in the shared data bundle, and checked against the evaluation
+    # sets the run uses in each language: lineage ends at those files
+    wanted = [f for lang in LANGS for f in paths.bundle_ntrex(lang) + paths.contamination_inputs(lang)]
+    assert {os.path.realpath(leaf) for leaf in leaves} == {os.path.realpath(f) for f in wanted}
 
 
 def test_verify_names_a_changed_shard(e2e):
@@ -187,6 +189,17 @@ def test_the_run_is_described_by_sidecars_report_and_card(e2e, tmp_path):
     assert sorted(lang["lang"] for lang in languages) == sorted(LANGS)
     assert all(lang["tokens"] > 0 and lang["documents"] > 0 and 0 < lang["weight"] < 1 for lang in languages)
     assert (tmp_path / "card" / "card.md").read_text().count("sr-Latn") >= 1
+    # "was any FLORES or Belebele text in the training data?": checked in every language, answered in the card
+    assert all(lang["contamination"]["checked"] and lang["contamination"]["ngram"] == 13 for lang in languages)
+    found = {lang["lang"]: lang["contamination"]["by_set"] for lang in languages}
+    assert all(n == 0 for sets in found.values() for n in sets.values()), found  # NTREX news shares no 13-gram with them
+    assert "Decontamination (13-word n-grams shared with the evaluation sets the run uses, in 4 languages): " \
+           "0 documents in every set" in (tmp_path / "card" / "card.md").read_text()
+    asked = prov(paths, "contamination", run["id"][:8], "--json")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["run"] == run["id"] and {x["lang"]: x["contamination"]["by_set"] for x in answer["languages"]} == found
+    assert "training documents sharing an n-gram" in " ".join(prov(paths, "contamination", run["id"]).stdout.split())
     # the blend's data holes (a language without validation tokens) are in the card, before its tables
     blend = json.loads(Path(paths.blend).read_text())
     assert card["training_data"]["warnings"] == blend["warnings"]

@@ -28,11 +28,12 @@ def test_dry_run_lists_the_five_stages_for_35_languages(repo_root, tmp_path):
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     # the demo: one shard each, and all of a language's dedup bands in one job (data.dedup_band_jobs: 1)
-    per_language = ("demo_shard", "prepare_shard", "dedup_band", "dedup_language", "tokenize_shard", "merge_language")
-    assert [counts[rule] for rule in per_language] == [35] * 6
+    per_language = ("demo_shard", "contamination_index", "prepare_shard", "dedup_band", "dedup_language", "tokenize_shard",
+                    "merge_language")
+    assert [counts[rule] for rule in per_language] == [35] * 7
     for rule in ("language_weights", "train_tokenizer", "blend", "pretrain", "export_hf", "bits_per_byte", "multiple_choice", "int8"):
         assert counts[rule] == 1
-    assert counts["gguf"] == 2 and counts["data_bundle"] == 1 and counts["total"] == 225
+    assert counts["gguf"] == 2 and counts["data_bundle"] == 1 and counts["total"] == 260
 
 
 def test_put_euroflow_on_path_prefers_this_environment(monkeypatch):

@@ -164,6 +164,14 @@ class RunPaths:
         """One output of every prepared shard of ``lang``, in manifest order."""
         return [self.filtered(lang, shard, ext) for shard in self.shard_ids(lang)]
 
+    def contamination_index(self, lang: str) -> str:
+        """The word n-grams of the evaluation sets the run uses in ``lang`` (euroflow.data.contamination)."""
+        return self._p("data", "decontamination", f"{lang}.npz")
+
+    def contamination_inputs(self, lang: str) -> list[str]:
+        """The bundle files whose texts the language's training documents must not contain."""
+        return self.bundle_flores([lang]) + self.bundle_mc(self.config["evaluation"]["multiple_choice"], [lang])
+
     def dedup_assignment(self, lang: str) -> str:
         return self._p("data", "dedup", f"{lang}.npz")
 

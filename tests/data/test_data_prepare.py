@@ -57,7 +57,9 @@ def test_each_filter_counts_what_it_removes(tmp_path):
     ]
     shard = zst(tmp_path / "in.jsonl.zst", [orjson.dumps(d) for d in docs])
     report, out = prepare(tmp_path, shard)
-    assert report["removed"] == {"hplt_filter": 1, "doc_score": 1, "language": 1, "lang_agreement": 1, "too_short": 1, "too_long": 1}
+    assert report["removed"] == {"hplt_filter": 1, "doc_score": 1, "language": 1, "lang_agreement": 1, "too_short": 1, "too_long": 1,
+                                 "contaminated": 0}
+    assert report["contamination"]["checked"] is False and report["contamination"]["action"] == "off"
     assert report["removed_by_hplt_filter_value"] == {"adult_ud": 1}
     assert report["modified"] == {"control_chars": 1, "nfc": 1} and report["control_chars_removed"] == 1
     assert report["missing"] == {"filter": 1, "doc_score": 1, "seg_langs": 1}

@@ -22,10 +22,32 @@ rule demo_shard:
         "euroflow data ntrex-shard --data-root {params.data_root:q} --lang {wildcards.lang:q} --out {output:q} > {log:q} 2>&1"
 
 
-rule prepare_shard:
-    """Filters (HPLT label, doc score, language, lang-ID agreement, length), control characters, NFC; signatures."""
+rule contamination_index:
+    """The word n-grams of the evaluation sets the run uses in one language (FLORES, its multiple-choice
+    tasks there), which its training documents must not share."""
     input:
-        lambda wildcards: paths.raw_input(wildcards.lang, wildcards.shard),
+        lambda wildcards: paths.contamination_inputs(wildcards.lang),
+    output:
+        paths.contamination_index("{lang}"),
+    log:
+        paths.log("contamination_index/{lang}"),
+    params:
+        data_root=paths.bundle_root,
+        tasks=config["evaluation"]["multiple_choice"],
+        ngram=filter_params(config["data"])["decontamination"]["ngram"],
+    conda:
+        "../../envs/euroflow.yaml"
+    shell:
+        "euroflow data contamination-index --data-root {params.data_root:q} --lang {wildcards.lang:q}"
+        " --tasks {params.tasks:q} --ngram {params.ngram:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule prepare_shard:
+    """Filters (HPLT label, doc score, language, lang-ID agreement, length), control characters, NFC;
+    decontamination against the evaluation sets; signatures."""
+    input:
+        shard=lambda wildcards: paths.raw_input(wildcards.lang, wildcards.shard),
+        contamination=paths.contamination_index("{lang}"),
     output:
         shard=paths.filtered("{lang}", "{shard}", "jsonl.zst"),
         signatures=paths.filtered("{lang}", "{shard}", "sig.npz"),
@@ -39,7 +61,8 @@ rule prepare_shard:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow data prepare --config {params.config:q} --lang {wildcards.lang:q} --input {input:q}"
+        "euroflow data prepare --config {params.config:q} --lang {wildcards.lang:q} --input {input.shard:q}"
+        " --contamination-index {input.contamination:q}"
         " --out {output.shard:q} --signatures {output.signatures:q} --lengths {output.lengths:q}"
         " --report {output.report:q} > {log:q} 2>&1"
 

@@ -46,14 +46,33 @@ def _prepare(args: argparse.Namespace) -> int:
     from euroflow.data.prepare import prepare_shard
 
     data = config.load(args.config)["data"]
-    report = prepare_shard(args.input, args.lang, args.out, args.signatures, args.lengths, args.report, data)
+    report = prepare_shard(args.input, args.lang, args.out, args.signatures, args.lengths, args.report, data,
+                           contamination_index=args.contamination_index)
     for warning in report["warnings"]:
         print(f"euroflow: warning: {warning}", file=sys.stderr)
     removed = ", ".join(f"{k} {v}" for k, v in report["removed"].items() if v)
+    found = report["contamination"]
+    if found["checked"]:
+        by_set = ", ".join(f"{name} {n}" for name, n in found["by_set"].items()) or "none"
+        print(f"{args.out}: {args.lang}: {found['docs']} documents share a {found['ngram']}-gram with evaluation sets "
+              f"({by_set}); {'removed' if found['action'] == 'remove' else 'kept, flagged'}")
     print(
         f"{args.out}: {args.lang}: {report['docs_out']}/{report['docs_in']} documents kept"
         f" (removed: {removed or 'none'}; bad lines: {report['bad_lines']})"
     )
+    return 0
+
+
+def _contamination_index(args: argparse.Namespace) -> int:
+    from euroflow.data.contamination import build_index, evaluation_texts, write_index
+
+    texts = evaluation_texts(args.data_root, args.lang, [t for t in args.tasks if t])  # Snakemake quotes [] as ''
+
+    hashes, masks, summary = build_index(texts, args.ngram)
+    write_index(args.out, hashes, masks, {"ngram": args.ngram, "lang": args.lang, "sets": summary})
+    shown = "; ".join(f"{name}: {s['texts']} texts ({s['unchecked']} shorter than {args.ngram} words), {s['ngrams']:,} n-grams"
+                      for name, s in summary.items())
+    print(f"{args.out}: {args.lang}: {shown}")
     return 0
 
 
@@ -249,7 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signatures", required=True, help="deduplication signatures (.npz)")
     p.add_argument("--lengths", required=True, help="characters and bytes of each kept document (.npy)")
     p.add_argument("--report", required=True, help="counts of every filter, bad lines (JSON)")
+    p.add_argument("--contamination-index", help="the language's evaluation n-grams (contamination-index); without it, not checked")
     p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("contamination-index", help="the word n-grams of the evaluation sets a run uses in one language -> .npz")
+    p.add_argument("--data-root", required=True, help="the shared data bundle")
+    p.add_argument("--lang", required=True)
+    p.add_argument("--tasks", nargs="*", default=[], help="the run's multiple-choice tasks (evaluation.multiple_choice)")
+    p.add_argument("--ngram", type=int, required=True, help="n of the word n-grams (data.decontamination.ngram)")
+    p.add_argument("--out", required=True, help="index (.npz)")
+    p.set_defaults(func=_contamination_index)
 
     p = sub.add_parser("dedup", help="exact + MinHash near-duplicates across one language's prepared shards")
     p.add_argument("--config", required=True, help="run config (data.dedup, near_dedup, valid_fraction)")

@@ -120,8 +120,10 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS[0], _POWERS[1]
 
 
-def _shingle_hashes(normalized: list[bytes], ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(hashes uint32, first shingle of each text)``: :func:`shingle_hash32` of every shingle, in numpy.
+def shingle_hashes64(normalized: list[bytes], ngram: int, *, short_texts: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes uint64, first shingle of each text)`` of every word ``ngram``-gram of the texts, in numpy;
+    the low 32 bits of each are :func:`shingle_hash32`. A text of <= ``ngram`` words is one shingle, all
+    of it, with ``short_texts`` (MinHash); without, a text of fewer than ``ngram`` words has none.
 
     The texts are joined with newlines (normalized text has none). With the prefix sums ``P`` of
     ``(b_j + 1) * B**j`` over the joined bytes, the polynomial of the bytes ``[s, e)`` is
@@ -138,11 +140,14 @@ def _shingle_hashes(normalized: list[bytes], ngram: int) -> tuple[np.ndarray, np
     word_doc = np.searchsorted(np.flatnonzero(joined == 10), word_start)  # newlines before the word
     words_per_doc = np.bincount(word_doc, minlength=len(normalized))
     first_word = np.concatenate([[0], np.cumsum(words_per_doc)[:-1]])
-    # sliding shingles: words i..i+ngram-1 of one text; a text of <= ngram words is one shingle, all of it
+    # sliding shingles: words i..i+ngram-1 of one text
     i = np.arange(max(len(word_start) - ngram + 1, 0))
     sliding = i[word_doc[i] == word_doc[i + ngram - 1]]
-    sliding = sliding[words_per_doc[word_doc[sliding]] > ngram]
-    short = np.flatnonzero(words_per_doc <= ngram)
+    if short_texts:
+        sliding = sliding[words_per_doc[word_doc[sliding]] > ngram]
+        short = np.flatnonzero(words_per_doc <= ngram)
+    else:
+        short = np.zeros(0, dtype=np.int64)
     starts = np.concatenate([word_start[sliding], word_start[first_word[short]]])
     ends = np.concatenate([word_end[sliding + ngram - 1], word_end[first_word[short] + words_per_doc[short] - 1]])
     docs = np.concatenate([word_doc[sliding], short])
@@ -150,7 +155,13 @@ def _shingle_hashes(normalized: list[bytes], ngram: int) -> tuple[np.ndarray, np
     starts, ends, docs = starts[order], ends[order], docs[order]
     with np.errstate(over="ignore"):
         hashes = _splitmix64((prefix[ends] - prefix[starts]) * inverse[starts])
-    return (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32), np.searchsorted(docs, np.arange(len(normalized)))
+    return hashes, np.searchsorted(docs, np.arange(len(normalized)))
+
+
+def _shingle_hashes(normalized: list[bytes], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(shingle_hash32 of every shingle, first shingle of each text)``."""
+    hashes, offsets = shingle_hashes64(normalized, ngram)
+    return (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32), offsets
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:

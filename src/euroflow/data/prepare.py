@@ -39,13 +39,14 @@ from euroflow.atomic import atomic_path
 from euroflow.data.hplt import COMPRESSION_LEVEL
 from euroflow.data.readers import BadLines, Document, empty_shard_warning, read_documents, shard_format
 from euroflow.data.spool import RowSpool
+from euroflow.errors import EuroflowError
 
 CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 SIGNATURE_BATCH = 1000
-REMOVAL_STEPS = ("hplt_filter", "doc_score", "language", "lang_agreement", "too_short", "too_long")
+REMOVAL_STEPS = ("hplt_filter", "doc_score", "language", "lang_agreement", "too_short", "too_long", "contaminated")
 FILTER_KEYS = (
     "min_chars", "max_chars", "keep_filter_values", "min_doc_score", "min_lang_agreement", "strip_control_chars",
-    "max_bad_fraction", "dedup", "near_dedup",
+    "max_bad_fraction", "dedup", "near_dedup", "decontamination",
 )
 
 
@@ -54,6 +55,7 @@ def filter_params(data: Mapping[str, Any]) -> dict[str, Any]:
     defaults = config.schema_defaults("data")
     params = {key: data.get(key, defaults[key]) for key in FILTER_KEYS}
     params["near_dedup"] = {**defaults["near_dedup"], **(data.get("near_dedup") or {})}
+    params["decontamination"] = {**defaults["decontamination"], **(data.get("decontamination") or {})}
     return params
 
 
@@ -91,9 +93,14 @@ def prepare_shard(
     lengths: str | os.PathLike,
     report_path: str | os.PathLike,
     params: Mapping[str, Any],
+    contamination_index: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Filter ``shard`` (one language ``lang``) into ``out_shard``; write signatures, lengths and the report."""
-    from euroflow.data.dedup import SignatureWriter
+    """Filter ``shard`` (one language ``lang``) into ``out_shard``; write signatures, lengths and the report.
+
+    With ``contamination_index`` (:mod:`euroflow.data.contamination`), each kept document is checked
+    against the language's evaluation sets and removed or flagged as ``params["decontamination"]`` says."""
+    from euroflow.data.contamination import EXAMPLES, Checker, set_names
+    from euroflow.data.dedup import SignatureWriter, normalize
 
     started = time.perf_counter()
     shard = Path(shard)
@@ -104,8 +111,14 @@ def prepare_shard(
     counts: Counter[str] = Counter()
     removed = dict.fromkeys(REMOVAL_STEPS, 0)
     sizes = {"docs_in": 0, "chars_in": 0, "bytes_in": 0, "docs_out": 0, "chars_out": 0, "bytes_out": 0}
-    batch: list[str] = []
-    batch_lengths: list[tuple[int, int]] = []
+    decontamination = params["decontamination"]
+    checker = Checker(contamination_index) if contamination_index and decontamination["action"] in ("remove", "flag") else None
+    if checker is not None and checker.ngram != decontamination["ngram"]:
+        raise EuroflowError(f"{contamination_index}: built for {checker.ngram}-grams, but data.decontamination.ngram is "
+                            f"{decontamination['ngram']}; re-run the language's contamination_index job")
+    contaminated: Counter[str] = Counter()
+    contaminated_docs: list[int] = []
+    contaminated_examples: list[dict[str, Any]] = []
 
     with ExitStack() as stack:
         shard_tmp = stack.enter_context(atomic_path(out_shard))
@@ -118,6 +131,37 @@ def prepare_shard(
         stack.callback(kept_lengths.close)
         raw = stack.enter_context(open(shard_tmp, "wb"))
         out = stack.enter_context(zstandard.ZstdCompressor(level=COMPRESSION_LEVEL).stream_writer(raw))
+        pending: list[tuple[Document, str]] = []
+
+        def flush() -> None:
+            """The batch's decontamination check, then its kept documents out with their signatures."""
+            if not pending:
+                return
+            masks = checker.check([normalize(text).encode("utf-8") for _, text in pending]) if checker else None
+            batch, batch_lengths = [], []
+            for i, (doc, text) in enumerate(pending):
+                if masks is not None and masks[i]:
+                    names = set_names(int(masks[i]))
+                    for name in names:
+                        contaminated[name] += 1
+                    contaminated_docs.append(int(masks[i]))
+                    if len(contaminated_examples) < EXAMPLES:
+                        contaminated_examples.append({"id": doc.id, "url": doc.url, "line": doc.line, "sets": names})
+                    if decontamination["action"] == "remove":
+                        removed["contaminated"] += 1
+                        continue
+                encoded = text.encode("utf-8")
+                sizes["docs_out"] += 1
+                sizes["chars_out"] += len(text)
+                sizes["bytes_out"] += len(encoded)
+                batch_lengths.append((len(text), len(encoded)))
+                out.write(orjson.dumps({"id": doc.id, "url": doc.url, "line": doc.line, "text": text}))
+                out.write(b"\n")
+                batch.append(text)
+            writer.add(batch)
+            kept_lengths.add(np.array(batch_lengths, dtype=np.int64).reshape(-1, 2))
+            pending.clear()
+
         for doc in read_documents(shard, bad):
             sizes["docs_in"] += 1
             sizes["chars_in"] += len(doc.text)
@@ -144,20 +188,10 @@ def prepare_shard(
             if len(text) > params["max_chars"]:
                 removed["too_long"] += 1
                 continue
-            encoded = text.encode("utf-8")
-            sizes["docs_out"] += 1
-            sizes["chars_out"] += len(text)
-            sizes["bytes_out"] += len(encoded)
-            batch_lengths.append((len(text), len(encoded)))
-            out.write(orjson.dumps({"id": doc.id, "url": doc.url, "line": doc.line, "text": text}))
-            out.write(b"\n")
-            batch.append(text)
-            if len(batch) == SIGNATURE_BATCH:
-                writer.add(batch)
-                kept_lengths.add(np.array(batch_lengths))
-                batch, batch_lengths = [], []
-        writer.add(batch)
-        kept_lengths.add(np.array(batch_lengths))
+            pending.append((doc, text))
+            if len(pending) == SIGNATURE_BATCH:
+                flush()
+        flush()
         bad.check()
         out.flush(zstandard.FLUSH_FRAME)
         with open(lengths_tmp, "wb") as fh:
@@ -174,6 +208,13 @@ def prepare_shard(
                 key.split(":", 1)[1]: n for key, n in sorted(counts.items()) if key.startswith("hplt_filter_value:")
             },
             "modified": {"control_chars": counts["control_chars_docs"], "nfc": counts["nfc_docs"]},
+            "contamination": {
+                "checked": checker is not None, "ngram": decontamination["ngram"],
+                "action": decontamination["action"] if checker is not None else "off",
+                "index": str(contamination_index) if checker is not None else None,
+                "docs": len(contaminated_docs), "by_set": dict(sorted(contaminated.items())),
+                "examples": contaminated_examples,
+            },
             "control_chars_removed": counts["control_chars_removed"],
             "missing": {
                 "filter": counts["docs_without_filter_field"],

@@ -152,9 +152,29 @@ def _statistics(lang, params, data, shard_reports, out, valid, dedup_report) -> 
         "removed": removed,
         "removed_by_hplt_filter_value": summed("removed_by_hplt_filter_value"),
         "modified": summed("modified"),
+        "contamination": _contamination(shard_reports),
         "dedup": {key: value for key, value in dedup_report.items() if key != "shards"},
     }
     return stats
+
+
+def _contamination(shard_reports) -> dict[str, Any]:
+    """The shards' decontamination summed: documents per evaluation set, and the first examples."""
+    from euroflow.data.contamination import EXAMPLES
+
+    found = [r.get("contamination") or {} for r in shard_reports]
+    by_set: Counter[str] = Counter()
+    for f in found:
+        by_set.update(f.get("by_set", {}))
+    checked = bool(found) and all(f.get("checked") for f in found)
+    return {
+        "checked": checked,
+        "ngram": found[0].get("ngram") if found else None,
+        "action": found[0].get("action") if checked else "off",
+        "docs": sum(int(f.get("docs", 0)) for f in found),
+        "by_set": dict(sorted(by_set.items())),
+        "examples": [e for f in found for e in f.get("examples", [])][:EXAMPLES],
+    }
 
 
 def read_stats(path: str | os.PathLike) -> dict[str, Any]:

@@ -331,6 +331,28 @@ def _language_order(config: dict | None, *found: Iterable[str]) -> list[str]:
     return order + extra
 
 
+def _decontamination(languages: list[dict]) -> list[str]:
+    """One line: documents sharing an n-gram with each evaluation set, per language (zero is an answer)."""
+    found = [(lang["lang"], lang["contamination"]) for lang in languages if isinstance(lang.get("contamination"), dict)]
+    if not found:
+        return [f"Decontamination: {NOT_RECORDED}", ""]
+    checked = [(lang, c) for lang, c in found if c.get("checked")]
+    if not checked:
+        return ["Decontamination: off (data.decontamination.action)", ""]
+    ngram = checked[0][1].get("ngram")
+    action = checked[0][1].get("action")
+    sets: dict[str, list[str]] = {}
+    for lang, c in checked:
+        for name, n in (c.get("by_set") or {}).items():
+            sets.setdefault(name, []).append(f"{n:,} in {lang}")
+    verb = "removed" if action == "remove" else "kept and flagged"
+    parts = [f"{name}: {', '.join(where)} documents {verb}" for name, where in sorted(sets.items())]
+    unchecked = [lang for lang, c in found if not c.get("checked")]
+    line = (f"Decontamination ({ngram}-word n-grams shared with the evaluation sets the run uses, in "
+            f"{len(checked)} languages): " + ("; ".join(parts) if parts else "0 documents in every set"))
+    return [line + (f"; not checked in {', '.join(unchecked)}" if unchecked else ""), ""]
+
+
 def _raw_shards(record: _Record, stats_artifact: dict | None, stats: dict | None) -> list[dict] | str:
     """The shards the cleaning job read: its recorded inputs, else the inputs its statistics name."""
     if stats_artifact is not None:
@@ -400,6 +422,7 @@ def _data_sections(config: dict | None, record: _Record, tokens_seen: Any) -> tu
             "chars": _get(s, "chars_out"),
             "removed": _get(s, "removed"),
             "removed_by_hplt_filter_value": _get(s, "removed_by_hplt_filter_value"),
+            "contamination": _get(s, "contamination"),
             "statistics_file": stats_state,
         }
         bin_artifacts = bins.get(lang, [])
@@ -907,6 +930,7 @@ def card_markdown(card: dict[str, Any]) -> str:
              "tokens", "weight", "expected epochs", "expected training tokens"],
             rows, right=[1, 2, 3, 4, 6, 7, 8, 9],
         )
+        out += _decontamination(d["languages"])
         out += ["Raw input shards:", ""]
         shard_rows = []
         for lang in d["languages"]:

@@ -10,6 +10,7 @@
     export RUN_ID --format prov-json|ro-crate -o PATH [--license L]   W3C PROV-JSON or a Provenance Run Crate
     report RUN_ID -o PATH.html        one self-contained HTML page: DAG, jobs, timings, plots
     card RUN_ID -o DIR                training summary (card.md + card.json): data, compute, evaluation
+    contamination RUN_ID [--json]     per language and evaluation set: training documents sharing an n-gram with it
     ingest [PATH ...]                 replay job sidecars (*.prov.json) into the database, idempotently
 
 RUN_ID may be an unambiguous prefix of the id.
@@ -216,6 +217,33 @@ def _print_diff(console: Console, diff: dict) -> None:
         console.print(table)
 
 
+def _contamination(engine, run_id: str) -> dict:
+    """The decontamination counts of a run's languages, from the statistics files it recorded (as the card)."""
+    from euroflow.provenance.card import training_card
+
+    card = training_card(engine, run_id)
+    return {"run": card["card"]["run_id"],
+            "languages": [{"lang": lang["lang"], "contamination": lang.get("contamination")}
+                          for lang in card["training_data"]["languages"]]}
+
+
+def _print_contamination(console: Console, data: dict) -> None:
+    from rich.table import Table
+
+    rows = [(x["lang"], x["contamination"]) for x in data["languages"]]
+    sets = sorted({name for _, c in rows if isinstance(c, dict) for name in (c.get("by_set") or {})})
+    table = Table("language", "checked", "n-gram", "action", "documents", *sets,
+                  title=f"run {data['run']}: training documents sharing an n-gram with an evaluation set")
+    for lang, c in rows:
+        if not isinstance(c, dict):
+            _row(table, lang, str(c), "", "", "", *["" for _ in sets])
+            continue
+        by_set = c.get("by_set") or {}
+        _row(table, lang, "yes" if c.get("checked") else "no", str(c.get("ngram")), str(c.get("action")),
+             str(c.get("docs", 0)), *[str(by_set.get(name, 0)) for name in sets])
+    console.print(table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="euroflow prov", description="Recorded runs, jobs and artifacts.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("card", "write a training summary (Markdown + JSON) in the spirit of the EU AI Act", with_run=True).add_argument(
         "-o", "--out", required=True, metavar="DIR", help="directory for card.md and card.json"
     )
+    add("contamination", "was evaluation text in the training data? documents per language and evaluation set",
+        with_run=True)
     add("ingest", "replay job sidecars (*.prov.json) into the database; safe to repeat", with_run=False).add_argument(
         "paths", nargs="*", default=["results"], metavar="PATH", help="sidecar files or directories to search (default: results)"
     )
@@ -321,6 +351,9 @@ def _answer(args: argparse.Namespace) -> tuple[object, object]:
 
             paths = [str(p) for p in write_card(engine, args.run_id, Path(args.out))]
             return {"paths": paths}, lambda console: console.print("wrote " + ", ".join(paths))
+        if args.command == "contamination":
+            data = _contamination(engine, args.run_id)
+            return data, lambda console: _print_contamination(console, data)
         from euroflow.provenance.ingest import ingest
 
         data = ingest(engine, args.paths)

@@ -1,0 +1,118 @@
+"""Decontamination: training documents that share a word n-gram with an evaluation set the run uses.
+
+The rule of GPT-3 and OLMo: a training document is contaminated by an evaluation set when one of its
+word ``ngram``-grams (13 by default) is also an ``ngram``-gram of one of the set's texts, both normalized
+as for deduplication (casefold, whitespace collapsed; :func:`euroflow.data.dedup.normalize`). The
+evaluation texts of a training language are its own: FLORES (every split the bundle has: the run's
+bits-per-byte and tokenizer parity read it), and the multiple-choice tasks of the run's
+``evaluation.multiple_choice`` that the bundle has in that language (Belebele passages are FLORES
+sentences; questions and choices of EXAMS and XCOPA). An evaluation text shorter than ``ngram`` words
+cannot be matched this way; such texts are counted as ``unchecked`` per set, not guessed at.
+
+1. :func:`build_index` (one job per language): every n-gram's 64-bit hash
+   (:func:`euroflow.data.dedup.shingle_hashes64`; two different n-grams collide with probability
+   2**-64) with a bit per evaluation set, sorted, in one ``.npz``.
+2. :class:`Checker` (in each prepare job): a batch of documents' n-grams looked up in the index with one
+   ``searchsorted``; per document, the bits of the sets it overlaps. ``data.decontamination.action``
+   says what prepare does with such a document: ``remove`` it (counted as ``contaminated``) or ``flag``
+   it (kept and counted). Either way the shard report counts the documents per set and lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from euroflow.atomic import atomic_path
+from euroflow.errors import EuroflowError
+
+SETS = ("flores", "belebele", "exams", "xcopa")  # bit i of a hash's mask: SETS[i]
+EXAMPLES = 100  # contaminated documents listed per shard report (all are counted)
+
+PathLike = str | os.PathLike
+
+
+def evaluation_texts(data_root: PathLike, lang: str, tasks: Sequence[str]) -> dict[str, list[str]]:
+    """``{set: texts}`` of the evaluation sets a run with these multiple-choice ``tasks`` uses in ``lang``."""
+    from euroflow.bundle import MC_TASK_LANGUAGES, mc_file
+    from euroflow.data.flores import SPLITS, load_flores
+    from euroflow.evaluate.multiple_choice import load_items
+
+    texts = {"flores": load_flores(data_root, lang, SPLITS)}
+    for task in tasks:
+        if task not in SETS:
+            raise EuroflowError(f"decontamination: unknown evaluation set {task!r}; known: {', '.join(SETS)}")
+        if lang in MC_TASK_LANGUAGES.get(task, ()):
+            items = load_items(mc_file(data_root, task, lang))
+            texts[task] = list(dict.fromkeys(
+                text for item in items for text in (item.context, item.question, *item.choices) if text))
+    return texts
+
+
+def build_index(texts: Mapping[str, Sequence[str]], ngram: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(hashes uint64 sorted unique, masks uint8, summary)``; the summary counts texts and n-grams per set."""
+    from euroflow.data.dedup import normalize, shingle_hashes64
+
+    if ngram < 1:
+        raise EuroflowError(f"decontamination: ngram {ngram} must be >= 1")
+    hashes, masks, summary = [], [], {}
+    for name, items in texts.items():
+        normalized = [normalize(t).encode("utf-8") for t in items]
+        found, _ = shingle_hashes64(normalized, ngram, short_texts=False)
+        unchecked = sum(1 for t in normalized if len(t.split(b" ")) < ngram)
+        hashes.append(np.unique(found))
+        masks.append(np.full(len(hashes[-1]), 1 << SETS.index(name), dtype=np.uint8))
+        summary[name] = {"texts": len(items), "unchecked": unchecked, "ngrams": int(len(hashes[-1]))}
+    every = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    mask = np.concatenate(masks) if masks else np.zeros(0, np.uint8)
+    unique, inverse = np.unique(every, return_inverse=True)
+    merged = np.zeros(len(unique), dtype=np.uint8)
+    np.bitwise_or.at(merged, inverse.ravel(), mask)
+    return unique, merged, summary
+
+
+def write_index(path: PathLike, hashes: np.ndarray, masks: np.ndarray, params: Mapping[str, Any]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, hashes=hashes, masks=masks, params=np.array(json.dumps(dict(params), sort_keys=True)))
+
+
+class Checker:
+    """The evaluation n-grams of one language, read from its index; :meth:`check` a batch of texts."""
+
+    def __init__(self, path: PathLike):
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                self.hashes, self.masks = npz["hashes"], npz["masks"]
+                self.params = json.loads(str(npz["params"]))
+        except FileNotFoundError:
+            raise EuroflowError(f"{path}: decontamination index not found; run the language's contamination_index job") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise EuroflowError(f"{path}: not a readable decontamination index ({exc})") from None
+        if self.hashes.dtype != np.uint64 or self.masks.shape != self.hashes.shape:
+            raise EuroflowError(f"{path}: not a decontamination index (hashes {self.hashes.dtype}, masks {self.masks.shape})")
+        self.path, self.ngram = path, int(self.params["ngram"])
+
+    def check(self, normalized: list[bytes]) -> np.ndarray:
+        """One uint8 per text: the bits of the evaluation sets it shares an n-gram with (0: none)."""
+        from euroflow.data.dedup import shingle_hashes64
+
+        out = np.zeros(len(normalized), dtype=np.uint8)
+        if not normalized or not len(self.hashes):
+            return out
+        hashes, offsets = shingle_hashes64(normalized, self.ngram, short_texts=False)
+        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        hit = np.flatnonzero(self.hashes[at] == hashes)
+        if len(hit):
+            text = np.searchsorted(offsets, hit, side="right") - 1
+            np.bitwise_or.at(out, text, self.masks[at[hit]])
+        return out
+
+
+def set_names(mask: int) -> list[str]:
+    return [name for i, name in enumerate(SETS) if mask & (1 << i)]
