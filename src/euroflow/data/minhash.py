@@ -1,4 +1,4 @@
-"""Sort-based MinHash deduplication in bounded memory: one job per band, one job per language.
+"""Sort-based MinHash deduplication in bounded memory: band jobs, then one job per language.
 
 The algorithm of datatrove's ``MinhashDedupSignature/Buckets/Cluster/Filter`` stages, on our own files
 (the per-shard signature ``.npz`` that prepare writes, :mod:`euroflow.data.dedup`). Written here rather
@@ -6,7 +6,7 @@ than run through datatrove because datatrove's stages read and write their own s
 with its own hash (it would mean signing every document twice) and do not verify candidate pairs, and
 because our jobs are Snakemake jobs with their own provenance, not a datatrove executor.
 
-1. :func:`band_pairs` (one job per language and band): band 0 is the exact key (its bytes 8-16 as one
+1. :func:`band_pairs` (jobs per language, each with one or more bands): band 0 is the exact key (its bytes 8-16 as one
    uint64; pairs are checked on all 16 bytes), bands 1..b are datasketch's LSH bands (``b`` bands of ``r``
    MinHash values, :func:`band_layout`), each hashed to one uint64 (:func:`band_keys`). Pass 1 reads the
    language's shards in chunks and spills ``(key, document id)`` records into ranges of the key space
@@ -14,8 +14,9 @@ because our jobs are Snakemake jobs with their own provenance, not a datatrove e
    and pairs every document with the first (lowest id) document of its run of equal keys, and with its
    predecessor in the run when that fails. A candidate pair is kept if it is a duplicate: equal exact
    keys (band 0), or an estimated Jaccard similarity (share of equal MinHash values) ``>= threshold``.
-   Memory: one range and one chunk, whatever the language's size. Output: ``(pairs, 2)`` uint64
-   ``.npy`` of document ids, lower id first; ids count documents through the shards in the given order.
+   Memory: one range, one chunk and a spill buffer, whatever the language's size, plus the pairs found.
+   Output: an ``.npz`` with one ``(pairs, 2)`` uint64 array of document ids per band, lower id first;
+   ids count documents through the shards in the given order.
 2. :func:`clusters` (one job per language): the connected components of all bands' pairs, joined one
    band file at a time into a forest (each duplicate document points at its component's lowest id), so
    memory grows with the duplicates found, not with the language. In each component the lowest id, the
@@ -334,20 +335,21 @@ def band_pairs(
     return report
 
 
-def read_pairs(path: PathLike) -> dict[int, np.ndarray]:
-    """``{band: (pairs, 2) uint64}`` of one pair file, in the file's band order."""
+def read_pairs(path: PathLike) -> Iterator[tuple[int, np.ndarray]]:
+    """``(band, (pairs, 2) uint64)`` of one pair file, one band in memory at a time, in the file's order."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            found = {int(name.removeprefix("band")): npz[name] for name in npz.files if name.startswith("band")}
+            for name in [name for name in npz.files if name.startswith("band")]:
+                pairs = npz[name]
+                if pairs.dtype != np.uint64 or pairs.ndim != 2 or pairs.shape[1] != 2:
+                    raise EuroflowError(f"{path}: {name} pairs have shape {pairs.shape} {pairs.dtype}, expected (n, 2) uint64")
+                yield int(name.removeprefix("band")), pairs
+                del pairs
     except FileNotFoundError:
         raise EuroflowError(f"{path}: pair file not found; run the language's dedup_band jobs") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise EuroflowError(f"{path}: not a readable pair file ({exc})") from None
-    for band, pairs in found.items():
-        if pairs.dtype != np.uint64 or pairs.ndim != 2 or pairs.shape[1] != 2:
-            raise EuroflowError(f"{path}: band {band} pairs have shape {pairs.shape} {pairs.dtype}, expected (n, 2) uint64")
-    return found
 
 
 def _forest(edges: np.ndarray) -> np.ndarray:
@@ -385,7 +387,7 @@ def clusters(pair_paths: Sequence[PathLike], bands: Sequence[int]) -> tuple[Clus
     pairs_per_band: dict[int, int] = {}
     exact = np.empty(0, np.uint64)
     for path in pair_paths:
-        for band, pairs in read_pairs(path).items():  # a band file's arrays are read one at a time
+        for band, pairs in read_pairs(path):
             if band in pairs_per_band or band not in bands:
                 raise EuroflowError(f"{path}: band {band} is {'repeated' if band in pairs_per_band else 'not one of ' + str(list(bands))}")
             pairs_per_band[band] = len(pairs)
