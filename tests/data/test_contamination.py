@@ -101,3 +101,13 @@ def test_a_damaged_or_mismatched_index_says_so(tmp_path, planted):
     write_index(other, *build_index({"flores": ["ein zwei drei vier fünf sechs sieben acht neun"]}, 8)[:2], {"ngram": 8})
     with pytest.raises(EuroflowError, match="eight.npz: built for 8-grams, but data.decontamination.ngram is 13"):
         run(tmp_path, shard, other)
+
+
+def test_evaluation_text_is_cleaned_as_training_text_is(tmp_path):
+    """A FLORES sentence stored decomposed (NFD) or with a control character still matches its training copy."""
+    import unicodedata
+
+    sentence = "Le café est très bon et le thé aussi, disait-il hier soir à la terrasse du petit restaurant"
+    index = tmp_path / "fr.npz"
+    write_index(index, *build_index({"flores": [unicodedata.normalize("NFD", sentence) + "\x07"]}, 13)[:2], {"ngram": 13})
+    assert Checker(index).check([normalize(unicodedata.normalize("NFC", "Er sagte: " + sentence)).encode()]).tolist() == [1]

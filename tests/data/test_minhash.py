@@ -188,3 +188,11 @@ def test_signatures_of_two_formats_do_not_mix(tmp_path):
         writer.add(["a document of a few words here", "and another one"])
     with pytest.raises(EuroflowError, match=r"new.sig.npz: signature params .*'format': 2.*re-run the prepare jobs"):
         run([old, tmp_path / "new.sig.npz"])
+
+
+def test_pairs_of_other_shards_are_refused(tmp_path):
+    rng = np.random.default_rng(5)
+    paths = [signature_file(tmp_path / f"s{i}.sig.npz", rng.integers(0, 2**32, (10 + i, 128), dtype=np.uint64)) for i in range(3)]
+    minhash.band_pairs(paths[:2], minhash.band_ids(True, 16), tmp_path / "two.npz", threshold=THRESHOLD, weights=WEIGHTS)
+    with pytest.raises(EuroflowError, match=r"two.npz: pairs of 21 documents in 2 shards, but the language has 33 in 3"):
+        run(paths, pair_paths=[tmp_path / "two.npz"])

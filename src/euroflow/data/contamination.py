@@ -10,8 +10,9 @@ sentences; questions and choices of EXAMS and XCOPA). An evaluation text shorter
 cannot be matched this way; such texts are counted as ``unchecked`` per set, not guessed at.
 
 1. :func:`build_index` (one job per language): every n-gram's 64-bit hash
-   (:func:`euroflow.data.dedup.shingle_hashes64`; two different n-grams collide with probability
-   2**-64) with a bit per evaluation set, sorted, in one ``.npz``.
+   (:func:`euroflow.data.dedup.shingle_hashes64`; two different n-grams of natural text collide with
+   probability about 2**-64) with a bit per evaluation set, sorted, in one ``.npz``. Evaluation texts
+   are cleaned as prepare cleans documents (control characters, NFC) before they are hashed.
 2. :class:`Checker` (in each prepare job): a batch of documents' n-grams looked up in the index with one
    ``searchsorted``; per document, the bits of the sets it overlaps. ``data.decontamination.action``
    says what prepare does with such a document: ``remove`` it (counted as ``contaminated``) or ``flag``
@@ -54,6 +55,16 @@ def evaluation_texts(data_root: PathLike, lang: str, tasks: Sequence[str]) -> di
     return texts
 
 
+def clean(text: str) -> str:
+    """An evaluation text cleaned as prepare cleans a training document (control characters, NFC), so
+    the same sentence hashes the same on both sides."""
+    import unicodedata
+
+    from euroflow.data.prepare import CONTROL_CHARS
+
+    return unicodedata.normalize("NFC", CONTROL_CHARS.sub("", text))
+
+
 def build_index(texts: Mapping[str, Sequence[str]], ngram: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(hashes uint64 sorted unique, masks uint8, summary)``; the summary counts texts and n-grams per set."""
     from euroflow.data.dedup import normalize, shingle_hashes64
@@ -62,7 +73,7 @@ def build_index(texts: Mapping[str, Sequence[str]], ngram: int) -> tuple[np.ndar
         raise EuroflowError(f"decontamination: ngram {ngram} must be >= 1")
     hashes, masks, summary = [], [], {}
     for name, items in texts.items():
-        normalized = [normalize(t).encode("utf-8") for t in items]
+        normalized = [normalize(clean(t)).encode("utf-8") for t in items]
         found, _ = shingle_hashes64(normalized, ngram, short_texts=False)
         unchecked = sum(1 for t in normalized if len(t.split(b" ")) < ngram)
         hashes.append(np.unique(found))

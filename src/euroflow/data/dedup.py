@@ -128,6 +128,8 @@ def shingle_hashes64(normalized: list[bytes], ngram: int, *, short_texts: bool =
     The texts are joined with newlines (normalized text has none). With the prefix sums ``P`` of
     ``(b_j + 1) * B**j`` over the joined bytes, the polynomial of the bytes ``[s, e)`` is
     ``(P[e] - P[s]) * B**-s`` (mod 2**64; B is odd): every shingle's hash without a Python loop."""
+    if not normalized:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     joined = np.frombuffer(b"\n".join(normalized), dtype=np.uint8)
     size = len(joined)
     powers, inverse = _powers(size + 1)
@@ -348,7 +350,7 @@ def dedup_stream(
             pair_paths = [Path(scratch) / "pairs.npz"]
             minhash.band_pairs(paths, wanted, pair_paths[0], threshold=threshold, num_perm=num_perm, weights=weights,
                                range_docs=range_docs or minhash.RANGE_DOCS)
-        found, pairs = minhash.clusters(pair_paths, wanted)
+        found, pairs = minhash.clusters(pair_paths, wanted, (sum(f.docs for f in files), len(files)))
     counts = []
     for shard_codes in minhash.language_codes(files, found, valid_fraction):
         counts.append({code: int(np.count_nonzero(shard_codes == code)) for code in (TRAIN, VALID, EXACT, NEAR)})

@@ -311,6 +311,8 @@ def band_pairs(
             if buffers[band]:
                 spill_out(band, buffers[band])
         with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with archive.open("docs.npy", "w") as entry:  # what the ids count, checked by clusters()
+                npy_format.write_array(entry, np.array([total, len(files)], dtype=np.int64), allow_pickle=False)
             for band in bands:  # pass 2: one band and one range at a time
 
                 def verify(a, b, band=band):
@@ -380,13 +382,21 @@ class Clusters:
         return (ids[lo:hi] - np.uint64(start)).astype(np.int64)
 
 
-def clusters(pair_paths: Sequence[PathLike], bands: Sequence[int]) -> tuple[Clusters, dict[int, int]]:
+def clusters(pair_paths: Sequence[PathLike], bands: Sequence[int], docs: tuple[int, int] | None = None
+             ) -> tuple[Clusters, dict[int, int]]:
     """Join the pair files' bands into clusters (see the module docstring); every band of ``bands`` must
-    be in exactly one file. Returns the clusters and the number of pairs per band."""
+    be in exactly one file, and each file must count ``docs`` (documents, shards) if given: ids of other
+    shards, or of the same shards in another order, would remove the wrong documents. Returns the
+    clusters and the number of pairs per band."""
     forest = np.empty((0, 2), np.uint64)
     pairs_per_band: dict[int, int] = {}
     exact = np.empty(0, np.uint64)
     for path in pair_paths:
+        if docs is not None:
+            counted = _pair_file_docs(path)
+            if counted != tuple(docs):
+                raise EuroflowError(f"{path}: pairs of {counted[0]:,} documents in {counted[1]} shards, but the language "
+                                    f"has {docs[0]:,} in {docs[1]}; re-run its dedup_band jobs")
         for band, pairs in read_pairs(path):
             if band in pairs_per_band or band not in bands:
                 raise EuroflowError(f"{path}: band {band} is {'repeated' if band in pairs_per_band else 'not one of ' + str(list(bands))}")
@@ -399,6 +409,16 @@ def clusters(pair_paths: Sequence[PathLike], bands: Sequence[int]) -> tuple[Clus
         raise EuroflowError(f"dedup: no pairs of bands {missing} in {', '.join(map(str, pair_paths))}; run their dedup_band jobs")
     removed = np.sort(forest[:, 1])
     return Clusters(removed, exact), dict(sorted(pairs_per_band.items()))
+
+
+def _pair_file_docs(path: PathLike) -> tuple[int, int]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return tuple(int(x) for x in npz["docs"])  # type: ignore[return-value]
+    except FileNotFoundError:
+        raise EuroflowError(f"{path}: pair file not found; run the language's dedup_band jobs") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise EuroflowError(f"{path}: not a readable pair file ({exc})") from None
 
 
 def shard_codes(sig: SignatureFile, start: int, found: Clusters, valid_fraction: float) -> np.ndarray:
