@@ -1,4 +1,4 @@
-"""Exact and near-duplicate removal on real NTREX text; signatures equal datasketch's own MinHash."""
+"""Exact and near-duplicate removal on real NTREX text; signatures equal datasketch's MinHash with our shingle hash."""
 
 from __future__ import annotations
 
