@@ -193,8 +193,9 @@ def test_the_run_is_described_by_sidecars_report_and_card(e2e, tmp_path):
     assert all(lang["contamination"]["checked"] and lang["contamination"]["ngram"] == 13 for lang in languages)
     found = {lang["lang"]: lang["contamination"]["by_set"] for lang in languages}
     assert all(n == 0 for sets in found.values() for n in sets.values()), found  # NTREX news shares no 13-gram with them
+    assert {name for sets in found.values() for name in sets} == {"flores", "belebele"}  # en, de: Belebele (the MC task here)
     assert "Decontamination (13-word n-grams shared with the evaluation sets the run uses, in 4 languages): " \
-           "0 documents in every set" in (tmp_path / "card" / "card.md").read_text()
+           "flores: 0 documents; belebele: 0 documents" in (tmp_path / "card" / "card.md").read_text()
     asked = prov(paths, "contamination", run["id"][:8], "--json")
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)

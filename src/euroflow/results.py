@@ -29,7 +29,9 @@ def artifacts(paths: RunPaths) -> list[tuple[str, str]]:
     quant = paths.config["quantization"]
     rows = [
         ("HPLT-style shards", paths.raw_shard("{lang}")),
+        ("evaluation n-grams (decontamination)", paths.contamination_index("{lang}")),
         ("prepared shards + reports", paths.filtered("{lang}", "{shard}", "jsonl.zst")),
+        ("duplicate pairs (band job 0)", paths.dedup_pairs("{lang}", "0")),
         ("language statistics", paths.shard_stats("{lang}")),
         ("language weights", f"{paths.blend_dir}/weights.md"),
         ("Megatron blend per split", f"{paths.blend_dir}/blend.md"),

@@ -60,14 +60,14 @@ def test_planted_flores_and_belebele_text_is_removed_and_counted(tmp_path, plant
     report, out = run(tmp_path, shard, index)
     found = report["contamination"]
     assert found["checked"] and found["action"] == "remove" and found["docs"] == 3
-    assert found["by_set"] == {"belebele": 1, "flores": 3}  # Belebele's passages are FLORES sentences too
+    assert found["by_set"] == {"flores": 3, "belebele": 1, "exams": 0}  # Belebele's passages are FLORES sentences too
     assert [e["id"] for e in found["examples"]] == ids and found["examples"][2]["sets"] == ["flores", "belebele"]
     assert report["removed"]["contaminated"] == 3 and report["docs_out"] == 37
     kept = [orjson.loads(line)["id"] for line in zstandard.ZstdDecompressor().stream_reader(
         open(out / "s.jsonl.zst", "rb")).read().splitlines()]
     assert len(kept) == 37 and not set(ids) & set(kept)
     stats = deduplicate_language([out / "s.report.json"], "de", tmp_path / "de.npz", tmp_path / "de.json", PARAMS)
-    assert stats["contamination"]["by_set"] == {"belebele": 1, "flores": 3} and stats["removed"]["contaminated"] == 3
+    assert stats["contamination"]["by_set"] == {"flores": 3, "belebele": 1, "exams": 0} and stats["removed"]["contaminated"] == 3
     assert json.loads((tmp_path / "de.json").read_text())["contamination"]["docs"] == 3
 
 

@@ -108,6 +108,7 @@ class Checker:
         if self.hashes.dtype != np.uint64 or self.masks.shape != self.hashes.shape:
             raise EuroflowError(f"{path}: not a decontamination index (hashes {self.hashes.dtype}, masks {self.masks.shape})")
         self.path, self.ngram = path, int(self.params["ngram"])
+        self.sets = [name for name in SETS if name in self.params.get("sets", {})]  # checked, in SETS order
 
     def check(self, normalized: list[bytes]) -> np.ndarray:
         """One uint8 per text: the bits of the evaluation sets it shares an n-gram with (0: none)."""

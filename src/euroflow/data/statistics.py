@@ -163,16 +163,17 @@ def _contamination(shard_reports) -> dict[str, Any]:
     from euroflow.data.contamination import EXAMPLES
 
     found = [r.get("contamination") or {} for r in shard_reports]
-    by_set: Counter[str] = Counter()
-    for f in found:
-        by_set.update(f.get("by_set", {}))
+    by_set: dict[str, int] = {}
+    for f in found:  # every set checked, zeros included: "FLORES: 0 documents" is an answer
+        for name, n in (f.get("by_set") or {}).items():
+            by_set[name] = by_set.get(name, 0) + int(n)
     checked = bool(found) and all(f.get("checked") for f in found)
     return {
         "checked": checked,
         "ngram": found[0].get("ngram") if found else None,
         "action": found[0].get("action") if checked else "off",
         "docs": sum(int(f.get("docs", 0)) for f in found),
-        "by_set": dict(sorted(by_set.items())),
+        "by_set": by_set,
         "examples": [e for f in found for e in f.get("examples", [])][:EXAMPLES],
     }
 

@@ -340,16 +340,19 @@ def _decontamination(languages: list[dict]) -> list[str]:
     if not checked:
         return ["Decontamination: off (data.decontamination.action)", ""]
     ngram = checked[0][1].get("ngram")
-    action = checked[0][1].get("action")
-    sets: dict[str, list[str]] = {}
+    verb = "removed" if checked[0][1].get("action") == "remove" else "kept and flagged"
+    totals: dict[str, int] = {}
+    where: dict[str, list[str]] = {}
     for lang, c in checked:
         for name, n in (c.get("by_set") or {}).items():
-            sets.setdefault(name, []).append(f"{n:,} in {lang}")
-    verb = "removed" if action == "remove" else "kept and flagged"
-    parts = [f"{name}: {', '.join(where)} documents {verb}" for name, where in sorted(sets.items())]
+            totals[name] = totals.get(name, 0) + int(n)
+            if n:
+                where.setdefault(name, []).append(f"{int(n):,} in {lang}")
+    parts = [f"{name}: {total:,} documents" + (f" {verb} ({', '.join(where[name])})" if total else "")
+             for name, total in totals.items()]
     unchecked = [lang for lang, c in found if not c.get("checked")]
     line = (f"Decontamination ({ngram}-word n-grams shared with the evaluation sets the run uses, in "
-            f"{len(checked)} languages): " + ("; ".join(parts) if parts else "0 documents in every set"))
+            f"{len(checked)} languages): " + ("; ".join(parts) if parts else "no evaluation set recorded"))
     return [line + (f"; not checked in {', '.join(unchecked)}" if unchecked else ""), ""]
 
 
