@@ -232,9 +232,12 @@ class SignatureWriter:
         return self
 
     def add(self, texts: list[str]) -> None:
-        if not texts:
+        self.add_normalized([normalize(text).encode("utf-8") for text in texts])
+
+    def add_normalized(self, normalized: list[bytes]) -> None:
+        """:meth:`add` for texts already through :func:`normalize` and UTF-8 encoded."""
+        if not normalized:
             return
-        normalized = [normalize(text).encode("utf-8") for text in texts]
         keys = b"".join(hashlib.blake2b(data, digest_size=16).digest() for data in normalized)
         self._exact.add(np.frombuffer(keys, dtype=np.uint8))
         self._minhash.add(_signatures(normalized, self.params["num_perm"], self.params["ngram"], self.params["seed"]))

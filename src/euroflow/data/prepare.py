@@ -137,7 +137,8 @@ def prepare_shard(
             """The batch's decontamination check, then its kept documents out with their signatures."""
             if not pending:
                 return
-            masks = checker.check([normalize(text).encode("utf-8") for _, text in pending]) if checker else None
+            normalized = [normalize(text).encode("utf-8") for _, text in pending]  # once, for both checks
+            masks = checker.check(normalized) if checker else None
             batch, batch_lengths = [], []
             for i, (doc, text) in enumerate(pending):
                 if masks is not None and masks[i]:
@@ -157,8 +158,8 @@ def prepare_shard(
                 batch_lengths.append((len(text), len(encoded)))
                 out.write(orjson.dumps({"id": doc.id, "url": doc.url, "line": doc.line, "text": text}))
                 out.write(b"\n")
-                batch.append(text)
-            writer.add(batch)
+                batch.append(normalized[i])
+            writer.add_normalized(batch)
             kept_lengths.add(np.array(batch_lengths, dtype=np.int64).reshape(-1, 2))
             pending.clear()
 
