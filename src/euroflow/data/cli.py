@@ -67,7 +67,6 @@ def _contamination_index(args: argparse.Namespace) -> int:
     from euroflow.data.contamination import build_index, evaluation_texts, write_index
 
     texts = evaluation_texts(args.data_root, args.lang, [t for t in args.tasks if t])  # Snakemake quotes [] as ''
-
     hashes, masks, summary = build_index(texts, args.ngram)
     write_index(args.out, hashes, masks, {"ngram": args.ngram, "lang": args.lang, "sets": summary})
     shown = "; ".join(f"{name}: {s['texts']} texts ({s['unchecked']} shorter than {args.ngram} words), {s['ngrams']:,} n-grams"

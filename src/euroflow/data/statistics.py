@@ -63,9 +63,9 @@ def deduplicate_language(
 ) -> dict[str, Any]:
     """Deduplicate one language's prepared shards; write assignments and statistics atomically.
 
-    ``pairs`` are the band jobs' pair files (band 0 first, :mod:`euroflow.data.minhash`); without them
-    the bands run here. ``data`` is the run config's ``data`` section. Shard ids in the assignment file are the report paths
-    relative to ``lang_dir`` without ``.report.json`` (default: the file names).
+    ``pairs`` are the band jobs' pair files (:mod:`euroflow.data.minhash`); without them the bands run
+    here. ``data`` is the run config's ``data`` section. Shard ids in the assignment file are the report
+    paths relative to ``lang_dir`` without ``.report.json`` (default: the file names).
     """
     languages.get(lang)
     params = filter_params(data)
