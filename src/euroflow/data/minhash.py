@@ -48,8 +48,6 @@ TRAIN, VALID, EXACT, NEAR = 0, 1, 2, 3
 RANGE_DOCS = 1 << 20  # records sorted at once in a band job: ~16 MiB, ~60 MiB with the sort's temporaries
 CHUNK_ROWS = 1 << 16  # signature rows read at once: 32 MiB at 128 permutations
 SPILL_RECORDS = 1 << 22  # records gathered before they are spilled into their ranges' files: 64 MiB
-_MIX = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _RECORD = np.dtype([("key", "<u8"), ("doc", "<u8")])
 
 PathLike = str | os.PathLike
@@ -75,20 +73,13 @@ def band_parts(bands: Sequence[int], jobs: int | None) -> list[list[int]]:
     return [list(bands[i::jobs]) for i in range(jobs)]
 
 
-def _splitmix(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint64(30))
-    h = h * _MIX
-    h = h ^ (h >> np.uint64(27))
-    h = h * _MIX2
-    return h ^ (h >> np.uint64(31))
-
-
 def band_keys(values: np.ndarray, band: int) -> np.ndarray:
     """One uint64 per row of ``values`` ((n, r) uint32: one band of MinHash values); equal rows, equal keys."""
-    h = np.full(len(values), (band * int(_MIX2)) % 2**64, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column in np.ascontiguousarray(values, dtype=np.uint32).T:
-            h = _splitmix(h ^ column.astype(np.uint64))
+    from euroflow.data.dedup import _splitmix64
+
+    h = np.full(len(values), (band * 0x94D049BB133111EB) % 2**64, dtype=np.uint64)
+    for column in np.ascontiguousarray(values, dtype=np.uint32).T:
+        h = _splitmix64(h ^ column.astype(np.uint64))
     return h
 
 
