@@ -26,7 +26,7 @@ DATA_ROOT_ENV = "EUROFLOW_DATA"
 
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 10x faster, same result
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

@@ -12,9 +12,10 @@ import zstandard
 
 from euroflow.data.cli import main
 from euroflow.data.contamination import Checker, build_index, evaluation_texts, write_index
-from euroflow.data.dedup import normalize
+from euroflow.data.dedup import exact_key, minhash_signatures, normalize, read_signatures
 from euroflow.data.flores import SPLITS, load_flores
 from euroflow.data.ntrex import ntrex_documents
+from euroflow.data import prepare
 from euroflow.data.prepare import prepare_shard
 from euroflow.data.statistics import deduplicate_language
 from euroflow.errors import EuroflowError
@@ -55,7 +56,9 @@ def run(tmp_path, shard, index, action="remove", name="s"):
     return report, out
 
 
-def test_planted_flores_and_belebele_text_is_removed_and_counted(tmp_path, planted):
+@pytest.mark.parametrize("batch", [1000, 7])  # one batch, and removals in several
+def test_planted_flores_and_belebele_text_is_removed_and_counted(tmp_path, planted, monkeypatch, batch):
+    monkeypatch.setattr(prepare, "SIGNATURE_BATCH", batch)
     shard, index, ids = planted
     report, out = run(tmp_path, shard, index)
     found = report["contamination"]
@@ -66,6 +69,11 @@ def test_planted_flores_and_belebele_text_is_removed_and_counted(tmp_path, plant
     kept = [orjson.loads(line)["id"] for line in zstandard.ZstdDecompressor().stream_reader(
         open(out / "s.jsonl.zst", "rb")).read().splitlines()]
     assert len(kept) == 37 and not set(ids) & set(kept)
+    exact, minhash, _ = read_signatures(out / "s.sig.npz")  # one row per kept document, the removed ones left out
+    kept_texts = [orjson.loads(line)["text"] for line in zstandard.ZstdDecompressor().stream_reader(
+        open(out / "s.jsonl.zst", "rb")).read().splitlines()]
+    np.testing.assert_array_equal(minhash, minhash_signatures(kept_texts))
+    assert [bytes(row) for row in exact] == [exact_key(text) for text in kept_texts]
     stats = deduplicate_language([out / "s.report.json"], "de", tmp_path / "de.npz", tmp_path / "de.json", PARAMS)
     assert stats["contamination"]["by_set"] == {"flores": 3, "belebele": 1, "exams": 0} and stats["removed"]["contaminated"] == 3
     assert json.loads((tmp_path / "de.json").read_text())["contamination"]["docs"] == 3

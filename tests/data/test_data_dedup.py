@@ -13,11 +13,14 @@ from euroflow.data.dedup import (
     TRAIN,
     VALID,
     SignatureWriter,
+    WordBatch,
     dedup_language,
     exact_key,
     minhash_signatures,
+    normalize,
     read_assignment,
     read_signatures,
+    shingle_hashes64,
     write_assignments,
 )
 from euroflow.errors import EuroflowError
@@ -60,7 +63,7 @@ def write(path, texts, **params):
 @pytest.mark.parametrize("batch_bytes", [1 << 22, 40])  # texts hashed in one batch, and one or two at a time
 def test_minhash_equals_datasketch(data_root, monkeypatch, batch_bytes):
     monkeypatch.setattr(dedup, "_CHUNK_SHINGLES", 50)  # cross block boundaries inside one call
-    monkeypatch.setattr(dedup, "_BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(dedup, "BATCH_BYTES", batch_bytes)
     texts = [" ".join(ntrex(data_root, lang)[10:14]) for lang in ("en", "ka", "el", "tr")]
     texts += ["", "one", "Two  Words", "a b c d e", "  Größe  STRASSE\t und\nmehr  Wörter hier "]
     for num_perm, ngram, seed in ((128, 5, 1), (64, 3, 7)):
@@ -71,6 +74,28 @@ def test_minhash_equals_datasketch(data_root, monkeypatch, batch_bytes):
             for shingle in shingles(text, ngram):
                 reference.update(shingle)
             np.testing.assert_array_equal(row, reference.hashvalues)
+
+
+def test_a_batch_normalized_at_once_equals_each_text_normalized(data_root):
+    """WordBatch.of_texts (one casefold, whitespace collapsed in numpy) against normalize per text, on
+    every character str.split() splits on, case folding that changes lengths, empty and blank texts."""
+    import random
+
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    alphabet = list("abcXYZ .,ßİΣσςÉé日本\u00ad\u200b") + spaces
+    rng = random.Random(1)
+    batches = [[ "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(rng.randint(1, 8))]
+               for _ in range(2000)]
+    batches += [[""], ["", ""], [" \u00a0 "], ntrex(data_root, "el")[:50], ["a\x00b", "c"]]  # NUL: one text at a time
+    for texts in batches:
+        batch = WordBatch.of_texts(texts)
+        expected = [normalize(t).encode("utf-8") for t in texts]
+        assert batch.texts == expected, texts
+        for ngram in (1, 2, 5):
+            for short_texts in (True, False):
+                ours, reference = batch.shingle_hashes(ngram, short_texts=short_texts), shingle_hashes64(expected, ngram, short_texts=short_texts)
+                np.testing.assert_array_equal(ours[0], reference[0])
+                np.testing.assert_array_equal(ours[1], reference[1])
 
 
 def test_exact_key_normalization():

@@ -13,8 +13,8 @@ cannot be matched this way; such texts are counted as ``unchecked`` per set, not
    (:func:`euroflow.data.dedup.shingle_hashes64`; two different n-grams of natural text collide with
    probability about 2**-64) with a bit per evaluation set, sorted, in one ``.npz``. Evaluation texts
    are cleaned as prepare cleans documents (control characters, NFC) before they are hashed.
-2. :class:`Checker` (in each prepare job): a batch of documents' n-grams looked up in the index with one
-   ``searchsorted``; per document, the bits of the sets it overlaps. ``data.decontamination.action``
+2. :class:`Checker` (in each prepare job): a batch of documents' n-grams looked up in the index (a
+   flag table on the hashes' top bits, then ``searchsorted`` for the few it lets through); per document, the bits of the sets it overlaps. ``data.decontamination.action``
    says what prepare does with such a document: ``remove`` it (counted as ``contaminated``) or ``flag``
    it (kept and counted). Either way the shard report counts the documents per set and lists them.
 """
@@ -24,15 +24,18 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from euroflow.atomic import atomic_path
+from euroflow.data.dedup import WordBatch
 from euroflow.errors import EuroflowError
 
 SETS = ("flores", "belebele", "exams", "xcopa")  # bit i of a hash's mask: SETS[i]
+_BUCKET_BITS = 22  # 4 MiB of flags: about 1 % set for 50,000 evaluation n-grams
 EXAMPLES = 100  # contaminated documents listed per shard report (all are counted)
 
 PathLike = str | os.PathLike
@@ -110,20 +113,30 @@ class Checker:
         self.path, self.ngram = path, int(self.params["ngram"])
         self.sets = [name for name in SETS if name in self.params.get("sets", {})]  # checked, in SETS order
 
-    def check(self, normalized: list[bytes]) -> np.ndarray:
-        """One uint8 per text: the bits of the evaluation sets it shares an n-gram with (0: none)."""
-        from euroflow.data.dedup import shingle_hashes64
-
-        out = np.zeros(len(normalized), dtype=np.uint8)
-        if not normalized or not len(self.hashes):
+    def check(self, texts: list[bytes] | WordBatch) -> np.ndarray:
+        """One uint8 per text (normalized UTF-8, or a :class:`~euroflow.data.dedup.WordBatch` of them):
+        the bits of the evaluation sets it shares an n-gram with (0: none)."""
+        batch = texts if isinstance(texts, WordBatch) else WordBatch(texts)
+        out = np.zeros(len(batch), dtype=np.uint8)
+        if not len(batch) or not len(self.hashes):
             return out
-        hashes, offsets = shingle_hashes64(normalized, self.ngram, short_texts=False)
-        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-        hit = np.flatnonzero(self.hashes[at] == hashes)
+        hashes, offsets = batch.shingle_hashes(self.ngram, short_texts=False)
+        # nearly no n-gram of a training text is an evaluation n-gram: a table lookup on the top bits
+        # rules most out, and only the rest are searched for (a sorted search per n-gram took 1.6 s of 20k docs)
+        maybe = np.flatnonzero(self._buckets[hashes >> np.uint64(64 - _BUCKET_BITS)])
+        at = np.minimum(np.searchsorted(self.hashes, hashes[maybe]), len(self.hashes) - 1)
+        found = self.hashes[at] == hashes[maybe]
+        hit, at = maybe[found], at[found]
         if len(hit):
             text = np.searchsorted(offsets, hit, side="right") - 1
-            np.bitwise_or.at(out, text, self.masks[at[hit]])
+            np.bitwise_or.at(out, text, self.masks[at])
         return out
+
+    @cached_property
+    def _buckets(self) -> np.ndarray:
+        buckets = np.zeros(1 << _BUCKET_BITS, dtype=bool)
+        buckets[self.hashes >> np.uint64(64 - _BUCKET_BITS)] = True
+        return buckets
 
 
 def set_names(mask: int) -> list[str]:

@@ -45,13 +45,14 @@ or the duplicates found, never by the language's size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -62,8 +63,8 @@ from euroflow.errors import EuroflowError
 TRAIN, VALID, EXACT, NEAR = 0, 1, 2, 3
 SCHEME = "affine32"  # datasketch >= 2.0 default permutation scheme
 FORMAT = 2  # 2: shingles hashed with shingle_hash32 (1: SHA-1, datasketch's default hash)
-_CHUNK_SHINGLES = 1 << 16  # shingles per numpy block: 32 MiB of uint32 at 128 permutations
-_BATCH_BYTES = 1 << 22  # text hashed at once: about 130 MiB of uint64 prefix arrays
+_CHUNK_SHINGLES = 1 << 14  # shingles per numpy block: 8 MiB of uint32 at 128 permutations, near the caches
+BATCH_BYTES = 1 << 20  # text hashed at once: 8 MiB uint64 arrays, kept by malloc and the caches between batches
 _BASE = 0x100000001B3  # odd (the 64-bit FNV prime), so invertible mod 2**64
 _BASE_INVERSE = pow(_BASE, -1, 2**64)
 _POWERS: list[np.ndarray] = [np.ones(0, np.uint64), np.ones(0, np.uint64)]
@@ -84,13 +85,15 @@ def exact_key(text: str) -> bytes:
 
 
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's own permutation parameters ``(a, b)`` (uint32) for ``MinHash(num_perm, seed)``."""
+    """datasketch's own permutation parameters ``(a, b)`` (uint32) for ``MinHash(num_perm, seed)`` in the
+    ``affine32`` scheme, drawn as datasketch draws them; importing datasketch (and scipy) for two arrays
+    would cost a prepare job about 1.7 s."""
     key = (num_perm, seed)
     if key not in _PERMUTATIONS:
-        from datasketch import MinHash
-
-        a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-        _PERMUTATIONS[key] = (a.astype(np.uint32), b.astype(np.uint32))
+        gen = np.random.RandomState(seed)
+        a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+        _PERMUTATIONS[key] = (a, b)
     return _PERMUTATIONS[key]
 
 
@@ -113,57 +116,142 @@ def shingle_hash32(data: bytes) -> int:
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     """``B**j`` and ``B**-j`` mod 2**64 for ``j < n`` (at least), computed once and kept."""
     if len(_POWERS[0]) < n:
-        size = max(n, _BATCH_BYTES + 1)
-        with np.errstate(over="ignore"):
-            _POWERS[:] = [np.cumprod(np.concatenate([np.ones(1, np.uint64), np.full(size - 1, base, np.uint64)]), dtype=np.uint64)
-                          for base in (_BASE, _BASE_INVERSE)]
+        size = max(n, BATCH_BYTES + 1)
+        _POWERS[:] = [_geometric(base, size) for base in (_BASE, _BASE_INVERSE)]
     return _POWERS[0], _POWERS[1]
 
 
-def shingle_hashes64(normalized: list[bytes], ngram: int, *, short_texts: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``(hashes uint64, first shingle of each text)`` of every word ``ngram``-gram of the texts, in numpy;
-    the low 32 bits of each are :func:`shingle_hash32`. A text of <= ``ngram`` words is one shingle, all
-    of it, with ``short_texts`` (MinHash); without, a text of fewer than ``ngram`` words has none.
+def _geometric(base: int, n: int) -> np.ndarray:
+    """``base**j mod 2**64`` for ``j < n`` by doubling (``P[k:2k] = P[:k] * base**k``): one vectorized
+    multiply per doubling, where ``np.cumprod`` ran a scalar loop (0.3 s for the two tables at 4 M)."""
+    powers = np.ones(n, dtype=np.uint64)
+    if n > 1:
+        powers[1] = base
+    k = 2
+    with np.errstate(over="ignore"):
+        while k < n:
+            step = min(k, n - k)
+            np.multiply(powers[:step], powers[k - 1] * np.uint64(base), out=powers[k : k + step])
+            k += step
+    return powers
+
+
+@functools.cache
+def _space_tables() -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """What ``str.split()`` splits on, as UTF-8: a flag per single byte, the lead bytes of the multi-byte
+    characters, and those characters' bytes as integers by length."""
+    single, leads, codes = np.zeros(256, dtype=bool), np.zeros(256, dtype=bool), {2: [], 3: []}
+    for char in map(chr, range(0x110000)):
+        if char.isspace():
+            data = char.encode("utf-8")
+            if len(data) == 1:
+                single[data[0]] = True
+            else:
+                leads[data[0]] = True
+                codes[len(data)].append(int.from_bytes(data, "big"))
+    return single, leads, {width: np.array(found, dtype=np.int64) for width, found in codes.items()}
+
+
+
+class WordBatch:
+    """A batch of normalized texts split into words, with the prefix sums their shingle hashes come from,
+    so that several n-gram sizes (MinHash's 5-grams, decontamination's 13-grams) share one pass.
 
     The texts are joined with newlines (normalized text has none). With the prefix sums ``P`` of
     ``(b_j + 1) * B**j`` over the joined bytes, the polynomial of the bytes ``[s, e)`` is
     ``(P[e] - P[s]) * B**-s`` (mod 2**64; B is odd): every shingle's hash without a Python loop."""
-    if not normalized:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    joined = np.frombuffer(b"\n".join(normalized), dtype=np.uint8)
-    size = len(joined)
-    powers, inverse = _powers(size + 1)
-    with np.errstate(over="ignore"):
-        prefix = np.zeros(size + 1, dtype=np.uint64)
-        np.cumsum((joined.astype(np.uint64) + np.uint64(1)) * powers[:size], out=prefix[1:])
-    separators = np.flatnonzero((joined == 32) | (joined == 10))
-    word_start = np.concatenate([[0], separators + 1])
-    word_end = np.concatenate([separators, [size]])
-    word_doc = np.searchsorted(np.flatnonzero(joined == 10), word_start)  # newlines before the word
-    words_per_doc = np.bincount(word_doc, minlength=len(normalized))
-    first_word = np.concatenate([[0], np.cumsum(words_per_doc)[:-1]])
-    # sliding shingles: words i..i+ngram-1 of one text
-    i = np.arange(max(len(word_start) - ngram + 1, 0))
-    sliding = i[word_doc[i] == word_doc[i + ngram - 1]]
-    if short_texts:
-        sliding = sliding[words_per_doc[word_doc[sliding]] > ngram]
-        short = np.flatnonzero(words_per_doc <= ngram)
-    else:
-        short = np.zeros(0, dtype=np.int64)
-    starts = np.concatenate([word_start[sliding], word_start[first_word[short]]])
-    ends = np.concatenate([word_end[sliding + ngram - 1], word_end[first_word[short] + words_per_doc[short] - 1]])
-    docs = np.concatenate([word_doc[sliding], short])
-    order = np.argsort(docs, kind="stable")
-    starts, ends, docs = starts[order], ends[order], docs[order]
-    with np.errstate(over="ignore"):
-        hashes = _splitmix64((prefix[ends] - prefix[starts]) * inverse[starts])
-    return hashes, np.searchsorted(docs, np.arange(len(normalized)))
+
+    def __init__(self, normalized: list[bytes]):
+        self.texts = normalized
+        self._index(np.frombuffer(b"\n".join(normalized), dtype=np.uint8), len(normalized))
+
+    @classmethod
+    def of_texts(cls, texts: Sequence[str]) -> WordBatch:
+        """The batch of ``[normalize(t).encode("utf-8") for t in texts]``, normalized all at once: one
+        ``casefold`` of the joined texts (case folding is per character), then the whitespace runs found
+        and collapsed in numpy on the UTF-8 bytes, where ``split`` and ``join`` per text made a Python
+        string of every word (a third of a prepare job's time)."""
+        joined = "\x00".join(texts)
+        if not texts or joined.count("\x00") != len(texts) - 1:  # a text holds NUL itself (control characters kept)
+            return cls([normalize(text).encode("utf-8") for text in texts])
+        space_bytes, space_leads, space_codes = _space_tables()
+        data = np.frombuffer(joined.casefold().encode("utf-8"), dtype=np.uint8)
+        space = space_bytes[data]
+        leads = np.flatnonzero(space_leads[data])  # where a multi-byte whitespace character may start
+        if len(leads):
+            padded = np.concatenate([data, np.zeros(2, np.uint8)]).astype(np.int64)
+            two = padded[leads] << 8 | padded[leads + 1]
+            three = two << 8 | padded[leads + 2]
+            for width, codes, found in ((2, two, space_codes[2]), (3, three, space_codes[3])):
+                at = leads[np.isin(codes, found)]
+                for k in range(width):
+                    space[at + k] = True
+        keep = ~space
+        keep[1:] |= space[1:] & ~space[:-1]  # the first byte of each whitespace run stays, as one space
+        out = np.where(space, np.uint8(32), data)[keep]
+        edge = np.zeros(len(out), dtype=bool)  # spaces at the start or end of a text go
+        if len(out):
+            edge[0] = edge[-1] = True
+            edge[1:] |= out[:-1] == 0
+            edge[:-1] |= out[1:] == 0
+        out = out[~(edge & (out == 32))]
+        out[out == 0] = 10
+        batch = cls.__new__(cls)
+        batch.texts = out.tobytes().split(b"\n")
+        batch._index(out, len(texts))
+        return batch
+
+    def _index(self, joined: np.ndarray, count: int) -> None:
+        size = len(joined)
+        powers, self._inverse = _powers(size + 1)
+        with np.errstate(over="ignore"):
+            self._prefix = np.zeros(size + 1, dtype=np.uint64)
+            np.cumsum((joined.astype(np.uint64) + np.uint64(1)) * powers[:size], out=self._prefix[1:])
+        separators = np.flatnonzero((joined == 32) | (joined == 10))
+        self._word_start = np.concatenate([[0], separators + 1])
+        self._word_end = np.concatenate([separators, [size]])
+        newlines = np.flatnonzero(joined[separators] == 10)  # the separators that end a text
+        self._word_doc = np.zeros(len(self._word_start), dtype=np.int64)
+        self._word_doc[newlines + 1] = 1
+        np.cumsum(self._word_doc, out=self._word_doc)
+        self._words_per_doc = np.bincount(self._word_doc, minlength=count) if count else np.zeros(0, np.int64)
+        self._first_word = np.concatenate([[0], np.cumsum(self._words_per_doc)[:-1]])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def shingle_hashes(self, ngram: int, *, short_texts: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(hashes uint64, first shingle of each text)`` of every word ``ngram``-gram of the texts; the
+        low 32 bits of each are :func:`shingle_hash32`. A text of <= ``ngram`` words is one shingle, all of
+        it, with ``short_texts`` (MinHash); without, a text of fewer than ``ngram`` words has none."""
+        if not self.texts:
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        word_doc, words_per_doc, first_word = self._word_doc, self._words_per_doc, self._first_word
+        i = np.arange(max(len(word_doc) - ngram + 1, 0))
+        sliding = i[word_doc[i] == word_doc[i + ngram - 1]]  # words i..i+ngram-1 of one text
+        if short_texts:
+            sliding = sliding[words_per_doc[word_doc[sliding]] > ngram]
+            short = np.flatnonzero(words_per_doc <= ngram)
+        else:
+            short = np.zeros(0, dtype=np.int64)
+        starts = self._word_start[sliding]
+        ends = self._word_end[sliding + ngram - 1]
+        docs = word_doc[sliding]
+        if len(short):  # a short text's one shingle goes among its neighbours' (docs stay sorted)
+            short_first = first_word[short]
+            starts = np.concatenate([starts, self._word_start[short_first]])
+            ends = np.concatenate([ends, self._word_end[short_first + words_per_doc[short] - 1]])
+            docs = np.concatenate([docs, short])
+            order = np.argsort(docs, kind="stable")
+            starts, ends, docs = starts[order], ends[order], docs[order]
+        with np.errstate(over="ignore"):
+            hashes = _splitmix64((self._prefix[ends] - self._prefix[starts]) * self._inverse[starts])
+        return hashes, np.searchsorted(docs, np.arange(len(self.texts)))
 
 
-def _shingle_hashes(normalized: list[bytes], ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(shingle_hash32 of every shingle, first shingle of each text)``."""
-    hashes, offsets = shingle_hashes64(normalized, ngram)
-    return (hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32), offsets
+def shingle_hashes64(normalized: list[bytes], ngram: int, *, short_texts: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`WordBatch.shingle_hashes` of one batch."""
+    return WordBatch(normalized).shingle_hashes(ngram, short_texts=short_texts)
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -184,28 +272,45 @@ def minhash_signatures(texts: list[str], *, num_perm: int = 128, ngram: int = 5,
     return _signatures([normalize(text).encode("utf-8") for text in texts], num_perm, ngram, seed)
 
 
+def byte_batches(normalized: Sequence[bytes]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` slices of ``normalized`` of about ``BATCH_BYTES`` each (one longer text alone)."""
+    start = 0
+    while start < len(normalized):
+        stop, size = start, 0
+        while stop < len(normalized) and (stop == start or size + len(normalized[stop]) <= BATCH_BYTES):
+            size += len(normalized[stop]) + 1
+            stop += 1
+        yield start, stop
+        start = stop
+
+
 def _signatures(normalized: list[bytes], num_perm: int, ngram: int, seed: int) -> np.ndarray:
+    out = np.empty((len(normalized), num_perm), dtype=np.uint32)
+    for start, stop in byte_batches(normalized):
+        out[start:stop] = batch_signatures(WordBatch(normalized[start:stop]), num_perm=num_perm, ngram=ngram, seed=seed)
+    return out
+
+
+def batch_signatures(batch: WordBatch, *, num_perm: int, ngram: int, seed: int) -> np.ndarray:
+    """:func:`minhash_signatures` of the texts of one :class:`WordBatch`."""
     if ngram < 1:
         raise EuroflowError(f"dedup: ngram {ngram} must be >= 1")
     a, b = _permutations(num_perm, seed)
-    out = np.empty((len(normalized), num_perm), dtype=np.uint32)
-    start = 0
-    while start < len(normalized):  # batches of about _BATCH_BYTES of text
-        stop, size = start, 0
-        while stop < len(normalized) and (stop == start or size + len(normalized[stop]) <= _BATCH_BYTES):
-            size += len(normalized[stop]) + 1
-            stop += 1
-        hashes, offsets = _shingle_hashes(normalized[start:stop], ngram)
-        mixed = _fmix32(hashes)
-        ends = np.append(offsets[1:], len(hashes))
-        lo = 0
-        while lo < stop - start:  # blocks of about _CHUNK_SHINGLES shingles, whole texts each
-            hi = max(int(np.searchsorted(ends, offsets[lo] + _CHUNK_SHINGLES, side="right")), lo + 1)
-            values = a[:, None] * mixed[None, offsets[lo] : ends[hi - 1]]  # (num_perm, shingles): rows reduce fast
-            values += b[:, None]
-            out[start + lo : start + hi] = np.minimum.reduceat(values, offsets[lo:hi] - offsets[lo], axis=1).T
-            lo = hi
-        start = stop
+    out = np.empty((len(batch), num_perm), dtype=np.uint32)
+    hashes, offsets = batch.shingle_hashes(ngram)
+    mixed = _fmix32((hashes & np.uint64(0xFFFFFFFF)).astype(np.uint32))  # shingle_hash32 of each
+    ends = np.append(offsets[1:], len(hashes))
+    buffer = np.empty(num_perm * _CHUNK_SHINGLES, dtype=np.uint32)  # reused: a fresh array per block faults its pages in
+    lo = 0
+    while lo < len(batch):  # blocks of at most _CHUNK_SHINGLES shingles (or one text), whole texts each
+        hi = max(int(np.searchsorted(ends, offsets[lo] + _CHUNK_SHINGLES, side="right")), lo + 1)
+        block = mixed[offsets[lo] : ends[hi - 1]]
+        space = buffer if len(block) <= _CHUNK_SHINGLES else np.empty(num_perm * len(block), dtype=np.uint32)
+        values = space[: num_perm * len(block)].reshape(num_perm, len(block))  # (num_perm, shingles): rows reduce fast
+        np.multiply(a[:, None], block[None, :], out=values)
+        values += b[:, None]
+        out[lo:hi] = np.minimum.reduceat(values, offsets[lo:hi] - offsets[lo], axis=1).T
+        lo = hi
     return out
 
 
@@ -236,11 +341,18 @@ class SignatureWriter:
 
     def add_normalized(self, normalized: list[bytes]) -> None:
         """:meth:`add` for texts already through :func:`normalize` and UTF-8 encoded."""
-        if not normalized:
+        for start, stop in byte_batches(normalized):
+            self.add_batch(WordBatch(normalized[start:stop]))
+
+    def add_batch(self, batch: WordBatch, keep: Sequence[bool] | np.ndarray | None = None) -> None:
+        """Record the texts of ``batch`` (those where ``keep`` is true, with ``keep``)."""
+        texts = batch.texts if keep is None else [text for text, kept in zip(batch.texts, keep) if kept]
+        if not texts:
             return
-        keys = b"".join(hashlib.blake2b(data, digest_size=16).digest() for data in normalized)
+        keys = b"".join(hashlib.blake2b(data, digest_size=16).digest() for data in texts)
         self._exact.add(np.frombuffer(keys, dtype=np.uint8))
-        self._minhash.add(_signatures(normalized, self.params["num_perm"], self.params["ngram"], self.params["seed"]))
+        rows = batch_signatures(batch, num_perm=self.params["num_perm"], ngram=self.params["ngram"], seed=self.params["seed"])
+        self._minhash.add(rows if keep is None else rows[np.asarray(keep, dtype=bool)])
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:

@@ -100,7 +100,7 @@ def prepare_shard(
     With ``contamination_index`` (:mod:`euroflow.data.contamination`), each kept document is checked
     against the language's evaluation sets and removed or flagged as ``params["decontamination"]`` says."""
     from euroflow.data.contamination import EXAMPLES, Checker, set_names
-    from euroflow.data.dedup import SignatureWriter, normalize
+    from euroflow.data.dedup import BATCH_BYTES, SignatureWriter, WordBatch
 
     started = time.perf_counter()
     shard = Path(shard)
@@ -131,16 +131,18 @@ def prepare_shard(
         stack.callback(kept_lengths.close)
         raw = stack.enter_context(open(shard_tmp, "wb"))
         out = stack.enter_context(zstandard.ZstdCompressor(level=COMPRESSION_LEVEL).stream_writer(raw))
-        pending: list[tuple[Document, str]] = []
+        pending: list[tuple[Document, str, int]] = []  # a document, its cleaned text, the text's UTF-8 size
+        pending_chars = 0
 
         def flush() -> None:
             """The batch's decontamination check, then its kept documents out with their signatures."""
+            nonlocal pending_chars
             if not pending:
                 return
-            normalized = [normalize(text).encode("utf-8") for _, text in pending]  # once, for both checks
-            masks = checker.check(normalized) if checker else None
-            batch, batch_lengths = [], []
-            for i, (doc, text) in enumerate(pending):
+            words = WordBatch.of_texts([text for _, text, _ in pending])  # normalized once, for both checks
+            masks = checker.check(words) if checker else None
+            keep, batch_lengths = np.ones(len(pending), dtype=bool), []
+            for i, (doc, text, size) in enumerate(pending):
                 if masks is not None and masks[i]:
                     names = set_names(int(masks[i]))
                     for name in names:
@@ -150,23 +152,24 @@ def prepare_shard(
                         contaminated_examples.append({"id": doc.id, "url": doc.url, "line": doc.line, "sets": names})
                     if decontamination["action"] == "remove":
                         removed["contaminated"] += 1
+                        keep[i] = False
                         continue
-                encoded = text.encode("utf-8")
                 sizes["docs_out"] += 1
                 sizes["chars_out"] += len(text)
-                sizes["bytes_out"] += len(encoded)
-                batch_lengths.append((len(text), len(encoded)))
-                out.write(orjson.dumps({"id": doc.id, "url": doc.url, "line": doc.line, "text": text}))
-                out.write(b"\n")
-                batch.append(normalized[i])
-            writer.add_normalized(batch)
+                sizes["bytes_out"] += size
+                batch_lengths.append((len(text), size))
+                out.write(orjson.dumps({"id": doc.id, "url": doc.url, "line": doc.line, "text": text},
+                                       option=orjson.OPT_APPEND_NEWLINE))
+            writer.add_batch(words, keep)
             kept_lengths.add(np.array(batch_lengths, dtype=np.int64).reshape(-1, 2))
             pending.clear()
+            pending_chars = 0
 
         for doc in read_documents(shard, bad):
             sizes["docs_in"] += 1
             sizes["chars_in"] += len(doc.text)
-            sizes["bytes_in"] += len(doc.text) if doc.text.isascii() else len(doc.text.encode("utf-8"))
+            size = len(doc.text) if doc.text.isascii() else len(doc.text.encode("utf-8"))
+            sizes["bytes_in"] += size
             step = _removal_step(doc, code, params, counts)
             if step is not None:
                 removed[step] += 1
@@ -189,8 +192,11 @@ def prepare_shard(
             if len(text) > params["max_chars"]:
                 removed["too_long"] += 1
                 continue
-            pending.append((doc, text))
-            if len(pending) == SIGNATURE_BATCH:
+            if text is not doc.text:
+                size = len(text.encode("utf-8"))
+            pending.append((doc, text, size))
+            pending_chars += len(text)
+            if len(pending) == SIGNATURE_BATCH or pending_chars >= BATCH_BYTES // 2:  # about BATCH_BYTES of UTF-8 in Europe
                 flush()
         flush()
         bad.check()
