@@ -74,6 +74,14 @@ def test_each_filter_counts_what_it_removes(tmp_path):
     assert json.loads((out / "s.report.json").read_text())["docs_out"] == 3
 
 
+def test_control_characters_are_found_in_utf8_as_the_regex_finds_them():
+    from euroflow.data.prepare import CONTROL_CHARS, _has_control_chars
+
+    for code in [*range(0x3000), 0xFEFF, 0x1F600]:  # the ones it looks for are all below U+00A0
+        for text in (chr(code), f"a{chr(code)}b", f"\u00e9{chr(code)}\u00a0"):
+            assert _has_control_chars(text.encode("utf-8")) is bool(CONTROL_CHARS.search(text)), hex(code)
+
+
 def test_hplt_v3_fields_and_parquet_give_the_same_documents(tmp_path):
     v3 = [orjson.dumps(v2(i, crawl_id="cc-2024-10", cluster_size=3, **{"web-register": {"NA": 0.9}})) for i in range(3)]
     docs = list(read_documents(zst(tmp_path / "v3.jsonl.zst", v3), BadLines(tmp_path, 0.0)))

@@ -75,11 +75,11 @@ def band_parts(bands: Sequence[int], jobs: int | None) -> list[list[int]]:
 
 def band_keys(values: np.ndarray, band: int) -> np.ndarray:
     """One uint64 per row of ``values`` ((n, r) uint32: one band of MinHash values); equal rows, equal keys."""
-    from euroflow.data.dedup import _splitmix64
+    from euroflow.data.dedup import splitmix64
 
     h = np.full(len(values), (band * 0x94D049BB133111EB) % 2**64, dtype=np.uint64)
     for column in np.ascontiguousarray(values, dtype=np.uint32).T:
-        h = _splitmix64(h ^ column.astype(np.uint64))
+        h = splitmix64(h ^ column.astype(np.uint64))
     return h
 
 
