@@ -12,6 +12,12 @@ first filter that removes it (``report["removed"]``):
 5. Control characters (C0 and C1, except tab, newline and carriage return) are stripped
    (``modified.control_chars``), then the text is put in Unicode NFC (``modified.nfc``).
 6. ``too_short`` / ``too_long``: fewer than ``min_chars`` or more than ``max_chars`` characters.
+7. ``contaminated``: it shares a word n-gram with an evaluation set of the language
+   (:mod:`euroflow.data.contamination`; with ``decontamination.action: flag`` it is kept and counted).
+
+The documents that pass step 6 go on in batches (``SIGNATURE_BATCH`` documents or about
+``dedup.BATCH_BYTES`` of text): each batch is normalized once (:meth:`euroflow.data.dedup.WordBatch.of_texts`)
+for both the decontamination check and the signatures.
 
 Outputs, all written atomically (none exists after a failure): the kept documents as a slim
 ``.jsonl.zst`` (``id``, ``url``, ``text``, ``line`` = line in the input shard), their deduplication
