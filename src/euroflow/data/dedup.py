@@ -383,32 +383,13 @@ class SignatureWriter:
             self._minhash.close()
 
 
-def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise EuroflowError(f"{path}: {what} file not found") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise EuroflowError(f"{path}: not a readable {what} file ({exc})") from None
-
-
 def read_signatures(path: PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(exact (n, 16) uint8, minhash (n, num_perm) uint32, params)`` of one signature file."""
-    path = Path(path)
-    arrays = _load_npz(path, "signature")
-    try:
-        exact, minhash, params = arrays["exact"], arrays["minhash"], json.loads(str(arrays["params"]))
-        num_perm, _ngram, _seed = (int(params[key]) for key in ("num_perm", "ngram", "seed"))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise EuroflowError(f"{path}: not a signature file (missing or bad {exc})") from None
-    if exact.dtype != np.uint8 or exact.ndim != 2 or exact.shape[1] != 16:
-        raise EuroflowError(f"{path}: exact keys have shape {exact.shape} {exact.dtype}, expected (n, 16) uint8")
-    if minhash.dtype != np.uint32 or minhash.shape != (len(exact), num_perm):
-        raise EuroflowError(
-            f"{path}: minhash has shape {minhash.shape} {minhash.dtype}, expected ({len(exact)}, {num_perm}) uint32"
-        )
-    return exact, minhash, params
+    """``(exact (n, 16) uint8, minhash (n, num_perm) uint32, params)`` of one signature file, whole
+    (:class:`euroflow.data.minhash.SignatureFile` reads it in pieces and checks it)."""
+    from euroflow.data.minhash import SignatureFile
+
+    signatures = SignatureFile(path)
+    return signatures.rows("exact", 0, signatures.docs), signatures.rows("minhash", 0, signatures.docs), signatures.params
 
 
 def dedup_language(
