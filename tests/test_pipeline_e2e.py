@@ -69,6 +69,8 @@ def test_training_learns_and_export_matches(e2e):
     losses = [json.loads(line)["loss"] for line in Path(paths.train_log).read_text().splitlines()]
     assert len(losses) == 30
     assert losses[-1] < losses[0] - 1.0
+    progress = [line for line in Path(paths.log("pretrain")).read_text().splitlines() if " | loss " in line]
+    assert progress and progress[-1].split(" step ")[1].startswith("30/30 |"), progress[-3:]  # the log follows the run
     check = json.loads((Path(paths.hf_model) / "export_check.json").read_text())
     assert check["passed"] and check["max_abs_diff"] < 1e-4
 

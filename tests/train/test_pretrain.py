@@ -236,11 +236,32 @@ def test_a_second_trainer_stops_the_first_and_resumes_from_its_checkpoint(tmp_pa
     second_err.seek(0)
     assert f"euroflow: training in {out} is still run by pid {first.pid} on " in second_err.read()
     printed = second.stdout.read().decode()
-    summary = json.loads(printed[printed.index("{\n"):])  # after the progress bar
+    summary = json.loads(printed[printed.index("{\n"):])  # after the progress lines
+    steps = [int(line.split(" step ")[1].split("/")[0]) for line in printed.splitlines() if " step " in line and line.startswith("[")]
+    assert steps == list(range(stopped_at + 1, 201)), printed[:2000]  # a pipe, not a terminal: one line a step
     assert summary["resumed_from"] == stopped_at and summary["finished"]
     log = corpus.read_log(out)
     assert [e["step"] for e in log] == list(range(1, 201)) and log[:stopped_at] == first_log
     assert not (out / "STOP").exists()
+
+
+def test_progress_lines_where_no_terminal_is():
+    import io
+
+    from euroflow.train.loop import _progress
+
+    stream = io.StringIO()  # what Snakemake's tee or a Slurm output file gives the trainer
+    with _progress(True, 10, 35, log_interval=10, stream=stream) as progress:
+        for step in range(11, 36):
+            progress(step, {"loss": 5.0 - step / 100, "lr": 3e-4, "grad_norm": 1.5, "tokens_per_s": 12345.6,
+                            **({"valid_loss": 4.5} if step == 30 else {})})
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" step ")[1].split(" ")[0] for line in lines] == ["20/35", "30/35", "35/35"]
+    assert "| loss 4.8000 | lr 3.000e-04 | grad norm 1.500 | 12,346 tokens/s |" in lines[0]
+    assert "valid loss 4.5000" in lines[1] and lines[2].endswith("ETA 0:00:00") and "peak memory" in lines[2]
+    with _progress(False, 0, 5, stream=stream) as progress:  # the other ranks print nothing
+        progress(5, {"loss": 1.0, "lr": 1.0, "tokens_per_s": 1.0})
+    assert len(stream.getvalue().splitlines()) == 3
 
 
 def test_killing_the_trainer_takes_its_ranks_with_it(tmp_path, train_inputs):

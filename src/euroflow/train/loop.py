@@ -429,7 +429,7 @@ class _Trainer:
         run_start = time.perf_counter()
         step_seconds = []
         try:
-            with _progress(self.rank == 0, start_step, self.train_steps) as progress:
+            with _progress(self.rank == 0, start_step, self.train_steps, self.training["log_interval"]) as progress:
                 for step in range(start_step + 1, self.train_steps + 1):
                     tic = time.perf_counter()
                     entry = self._train_step((step - 1) * self.global_batch_size)
@@ -505,14 +505,37 @@ def _masked_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
 
 
 class _progress:
-    """A rich progress bar (step, loss, tokens/s) on rank 0; a no-op elsewhere."""
+    """Progress on rank 0: a rich bar on a terminal; elsewhere (under Snakemake's ``tee``, in a Slurm job's
+    output file) one plain line every ``log_interval`` steps and at the last, as Megatron-LM prints them,
+    so that ``logs/pretrain.log`` follows the run. A no-op on the other ranks."""
 
-    def __init__(self, enabled: bool, start: int, total: int):
-        self.enabled, self.start, self.total = enabled, start, total
+    def __init__(self, enabled: bool, start: int, total: int, log_interval: int = 1, stream=None):
+        self.enabled, self.start, self.total, self.log_interval = enabled, start, total, log_interval
+        self.stream = stream if stream is not None else sys.stdout
 
     def __enter__(self):
         if not self.enabled:
             return lambda step, entry: None
+        if not self.stream.isatty():
+            self.bar = None
+            started = time.perf_counter()
+
+            def line(step, entry):
+                if step % self.log_interval and step != self.total:
+                    return
+                seconds = (time.perf_counter() - started) / max(step - self.start, 1)
+                parts = [f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] step {step}/{self.total}", f"loss {entry['loss']:.4f}"]
+                if "valid_loss" in entry:
+                    parts.append(f"valid loss {entry['valid_loss']:.4f}")
+                parts.append(f"lr {entry['lr']:.3e}")
+                if entry.get("grad_norm") is not None:
+                    parts.append(f"grad norm {entry['grad_norm']:.3f}")
+                parts += [f"{entry['tokens_per_s']:,.0f} tokens/s", f"{seconds * 1000:,.0f} ms/step",
+                          f"peak memory {_peak_memory_gib():.2f} GiB",
+                          f"ETA {_clock(seconds * (self.total - step))}"]
+                print(" | ".join(parts), file=self.stream, flush=True)
+
+            return line
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
@@ -532,7 +555,21 @@ class _progress:
         return update
 
     def __exit__(self, *exc):
-        if self.enabled:
+        if self.enabled and self.bar is not None:
             self.bar.__exit__(*exc)
         return False
+
+
+def _peak_memory_gib() -> float:
+    """This rank's peak: allocated device memory on a GPU, resident memory on CPU."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
