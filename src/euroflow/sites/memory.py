@@ -35,7 +35,10 @@ softmax output plus its bf16 copy (c = 6; fp32 training: c = 4). The paper's GPT
 ``s*b*h*(10 + 24/t + 5*a*s/(h*t))`` by the same method. ``recompute=True`` means selective
 recomputation (the paper's section 4.2: the attention core is recomputed in the backward pass),
 which drops the attention-score term; flash attention has the same effect on memory. Rotary
-tables and the causal mask (s*head_dim and s*s bytes, no batch) are left out.
+tables and the causal mask (s*head_dim and s*s bytes, no batch) are left out. Training's default
+core attention is now SDPA (``training.attention: sdpa``, :mod:`euroflow.train.attention`), which keeps
+neither the scores nor expanded keys and values: for it this model errs on the safe side (more memory
+than used) until the SDPA layer is modelled and measured.
 
 The formula was checked against the tensors autograd saves (``torch.autograd.graph.saved_tensors_hooks``
 on euroflow's ``build_model``, bf16 and fp32) and against one NVIDIA H100 80GB (torch 2.11,

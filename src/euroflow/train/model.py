@@ -72,16 +72,17 @@ def transformer_config(config: dict):
 
 def build_model(config: dict, vocab_size: int, *, pre_process: bool = True, post_process: bool = True):
     """The GPTModel for this rank (model parallel state must be initialized)."""
-    from megatron.core.models.gpt import GPTModel
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
-
     quiet_megatron_warnings()
     shims.apply()
+    from megatron.core.models.gpt import GPTModel
+
+    from euroflow.train.attention import layer_spec
+
     model = config["model"]
     tp = config["training"]["tensor_model_parallel_size"]
     gpt = GPTModel(
         config=transformer_config(config),
-        transformer_layer_spec=get_gpt_layer_local_spec(normalization="RMSNorm"),
+        transformer_layer_spec=layer_spec(config["training"]["attention"]),
         vocab_size=padded_vocab_size(vocab_size, tp),
         max_sequence_length=model["seq_length"],
         pre_process=pre_process,

@@ -1,0 +1,60 @@
+"""Core attention through ``torch.nn.functional.scaled_dot_product_attention``.
+
+megatron-core's local spec computes attention unfused: it materializes the ``b x heads x s x s`` score
+matrix, repeats K and V for every query head of a group (GQA), and runs the softmax in plain torch. That
+holds the 1.37 B reference shape to micro batch 1-2 on a 64 GB GPU. ``SDPAttention`` keeps megatron's
+module (same constructor, same ``[s, b, heads, dim]`` inputs, same ``[s, b, heads * dim]`` output) and
+hands the work to SDPA: flash or memory-efficient kernels on CUDA (and on ROCm through aotriton), the math
+kernel on CPU, with K/V groups broadcast by the kernel (``enable_gqa``) instead of copied. Transformer
+Engine's attention is the other fast path, where TE is installed; this one needs nothing beyond torch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from megatron.core.transformer.dot_product_attention import DotProductAttention
+from megatron.core.transformer.enums import AttnMaskType
+
+from euroflow.errors import EuroflowError
+
+KERNELS = ("sdpa", "unfused")  # training.attention
+
+
+class SDPAttention(DotProductAttention):
+    """megatron-core's ``DotProductAttention`` with the computation done by SDPA."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.config.softmax_type != "vanilla" or self.scale_mask_softmax.window_size is not None:
+            raise EuroflowError("training.attention: sdpa has no sliding window or softmax offset; use 'unfused'")
+        # megatron divides the scale by the layer number for fp16 and multiplies it back in its softmax
+        self.scale = self.softmax_scale * (self.layer_number if self.config.apply_query_key_layer_scaling else 1)
+
+    def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None, packed_seq_params=None):
+        if packed_seq_params is not None or attention_bias is not None:
+            raise EuroflowError("training.attention: sdpa takes no packed sequences or attention bias; use 'unfused'")
+        seq, batch, heads, dim = query.shape
+        q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))  # [b, heads or groups, s, dim]
+        causal = (attn_mask_type or self.attn_mask_type) == AttnMaskType.causal
+        mask = None
+        if attention_mask is not None:  # megatron's mask is True where attention is forbidden
+            mask, causal = ~attention_mask, False
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale,
+            dropout_p=self.config.attention_dropout if self.training else 0.0,
+            enable_gqa=k.size(1) != heads,
+        )
+        return context.permute(2, 0, 1, 3).reshape(seq, batch, heads * dim)
+
+
+def layer_spec(attention: str):
+    """megatron-core's local GPT layer spec (RMSNorm) with the core attention of ``training.attention``."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    if attention not in KERNELS:
+        raise EuroflowError(f"training.attention: {attention!r} is not one of {', '.join(KERNELS)}")
+    spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    if attention == "sdpa":
+        spec.submodules.self_attention.submodules.core_attention = SDPAttention
+    return spec
