@@ -190,6 +190,10 @@ def validate(config: dict, source: str = "<config>", schema_path: str | os.PathL
         )
     if model["num_layers"] % pp:
         raise EuroflowError(f"{source}: training.pipeline_model_parallel_size: {pp} must divide model.num_layers")
+    if training["sequence_parallel"] and tp == 1:
+        raise EuroflowError(f"{source}: training.sequence_parallel: needs tensor_model_parallel_size > 1 (it splits the tensor-parallel ranks' activations)")
+    if training["overlap_param_gather"] and not training["distributed_optimizer"]:
+        raise EuroflowError(f"{source}: training.overlap_param_gather: needs distributed_optimizer: true (only the distributed optimizer gathers parameters)")
     layout = layout_problem(training, training["nproc"], "training.nproc")
     if layout:
         raise EuroflowError(f"{source}: {layout}")

@@ -29,3 +29,20 @@ def reference_run(tmp_path_factory, train_inputs) -> dict:
     summary = pretrain(corpus.tiny_config(), train_inputs["blend"], train_inputs["tokenizer"], out)
     return {"out": out, "summary": summary, "log": corpus.read_log(out)}
 
+
+@pytest.fixture
+def model_parallel():
+    """megatron-core parallel state of one process (TP = PP = DP = 1), for building modules."""
+    from megatron.core import parallel_state, tensor_parallel
+
+    from euroflow.train import shims
+    from euroflow.train.loop import single_process_group
+
+    shims.apply()
+    with single_process_group():
+        parallel_state.initialize_model_parallel(1, 1)
+        tensor_parallel.model_parallel_cuda_manual_seed(0, force_reset_rng=True)
+        try:
+            yield
+        finally:
+            parallel_state.destroy_model_parallel()

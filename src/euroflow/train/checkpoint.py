@@ -14,6 +14,8 @@ intact checkpoints are kept; older ones are removed after each save.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import random
@@ -175,11 +177,74 @@ def _world() -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
-def _sharded_state_dict(model, optimizer, *, is_loading: bool, rng: dict | None) -> dict:
+def _layout() -> list[int]:
+    """[TP, PP, DP] of this run: a rank's RNG states belong to its place in this layout."""
+    from megatron.core import parallel_state
+
+    return [parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_pipeline_model_parallel_world_size(),
+            parallel_state.get_data_parallel_world_size()]
+
+
+# training.reshardable_checkpoints -> how megatron's distributed optimizer lays out its state in a checkpoint:
+# gathered over the data-parallel ranks into the model's own shapes (a resume may change TP, PP and DP), or
+# each rank's flat buffers as they are (no exchange at save; a resume may change only DP). The plain
+# optimizer's state always has the model's shapes.
+OPTIMIZER_SHARDING = {"all": "fully_reshardable", "data_parallel": "dp_reshardable"}
+
+
+def _in_buffer_coordinates(gather):
+    """megatron-core 0.16's ``get_parameter_state_dp_zero`` concatenates each bucket's state without the
+    padding at the bucket's end, and the model-space (fully_reshardable) format then cuts parameters out
+    of that with their offsets in the padded buffer: with more than one bucket, the state of every
+    parameter after the first bucket end was saved shifted (another parameter's moments and master
+    weights; its loader pads the shortfall with zeros, the "issue #504" its code mentions). This puts
+    each bucket's state back at the bucket's offset, so the offsets are right."""
+
+    @functools.wraps(gather)
+    def padded(self, *args, **kwargs):
+        state = gather(self, *args, **kwargs)
+        for gbuf_idx, by_dtype in (state or {}).items():
+            if not isinstance(gbuf_idx, int):  # "buckets_coalesced"
+                continue
+            buffer = self.buffers[gbuf_idx]
+            for world in by_dtype.values():
+                for key in ("param", "exp_avg", "exp_avg_sq"):
+                    if key not in world:
+                        continue
+                    unpadded, world[key] = world[key], torch.zeros(buffer.numel, dtype=world[key].dtype)
+                    offset = 0
+                    for bucket in buffer.buckets:
+                        world[key][bucket.offset:bucket.offset + bucket.numel_unpadded] = unpadded[offset:offset + bucket.numel_unpadded]
+                        offset += bucket.numel_unpadded
+        return state
+
+    return padded
+
+
+def _fully_reshardable_with_buffer_offsets(method):
+    @functools.wraps(method)
+    def fixed(self, *args, **kwargs):
+        self.get_parameter_state_dp_zero = _in_buffer_coordinates(type(self).get_parameter_state_dp_zero).__get__(self)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            del self.get_parameter_state_dp_zero
+
+    fixed.euroflow_fixed = True
+    return fixed
+
+
+def _sharded_state_dict(model, optimizer, *, is_loading: bool, rng: dict | None, sharding: str) -> dict:
     from megatron.core.dist_checkpointing.mapping import ShardedObject
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    if not getattr(DistributedOptimizer.sharded_param_state_fully_reshardable, "euroflow_fixed", False):
+        DistributedOptimizer.sharded_param_state_fully_reshardable = _fully_reshardable_with_buffer_offsets(
+            DistributedOptimizer.sharded_param_state_fully_reshardable)
 
     model_sd = model.module.sharded_state_dict()
-    state = {"model": model_sd, "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=is_loading)}
+    optimizer_sd = optimizer.sharded_state_dict(model_sd, is_loading=is_loading, metadata={"distrib_optim_sharding_type": sharding})
+    state = {"model": model_sd, "optimizer": optimizer_sd}
     rank, world = _world()
     # One RNG state per rank, restored only when resuming with the same world size.
     state["rng_state"] = ShardedObject("rng_state", rng, (world,), (rank,), replica_id=0)
@@ -230,9 +295,11 @@ def _server_ignores_preemption_and_dies_with_parent() -> None:
     _arm_parent_death_signal()
 
 
-def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler, common: dict, keep: int | None = None) -> Path:
+def save_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler, common: dict, keep: int | None = None,
+                    reshardable: str = "all") -> Path:
     """Collective: every rank calls it. ``common`` holds plain values identical on all ranks.
-    With ``keep``, only the newest ``keep`` intact checkpoints remain afterwards."""
+    With ``keep``, only the newest ``keep`` intact checkpoints remain afterwards. ``reshardable``:
+    ``training.reshardable_checkpoints`` (see :data:`OPTIMIZER_SHARDING`)."""
     from megatron.core import dist_checkpointing
 
     root = Path(root)
@@ -246,11 +313,14 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
         tmp.mkdir()
     torch.distributed.barrier()
 
-    state = _sharded_state_dict(model, optimizer, is_loading=False, rng=_rng_state())
+    sharding = OPTIMIZER_SHARDING[reshardable]
+    state = _sharded_state_dict(model, optimizer, is_loading=False, rng=_rng_state(), sharding=sharding)
     state.update(common)
+    state["optimizer_sharding"] = sharding
     state["iteration"] = iteration
     state["opt_param_scheduler"] = scheduler.state_dict()
     state["world_size"] = world
+    state["layout"] = _layout()
     # Slurm signals every process of the job step before the walltime (USR2); the writer and queue
     # processes megatron starts for the save would die of it. Held here, they inherit the mask,
     # and this rank sees the signal once the save is done.
@@ -274,27 +344,84 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
     return final
 
 
+@contextlib.contextmanager
+def _torch_adam_loadable(optimizer):
+    """megatron's distributed optimizer over torch's Adam (no Apex or Transformer Engine) cannot load a
+    checkpoint as it is: it reads the step from Adam's per-parameter state when it builds the state dict
+    to load into, and torch creates that state only at the first step; then it copies the saved
+    tensors into every entry of that state, 'step' included, which the model-space format does not
+    save (the step comes back through the parameter groups); and it gives every parameter the same step
+    tensor, which torch's Adam then increments once per parameter at each step (a step count of 64
+    after 4 steps of 15 parameters, and the wrong bias correction). Here the state is allocated first
+    (zeros, step 0; loading overwrites them), the copy leaves 'step' alone, and each parameter gets its
+    own step afterwards."""
+    from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE, DistributedOptimizer
+
+    parts = [part for part in getattr(optimizer, "chained_optimizers", [optimizer]) if isinstance(part, DistributedOptimizer)]
+    if HAVE_APEX_OR_TE or not parts:
+        yield
+        return
+    for part in parts:
+        inner = part.optimizer
+        for group in inner.param_groups:
+            for param in group["params"]:
+                if not inner.state[param]:
+                    inner.state[param].update(exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param), step=torch.tensor(0.0))
+    copy = DistributedOptimizer._set_main_param_and_optimizer_states
+
+    def copy_all_but_step(self, model_param, tensors):
+        group_index, group_order = self.model_param_group_index_map[model_param]
+        state = self.optimizer.state[self.optimizer.param_groups[group_index]["params"][group_order]]
+        step = state.pop("step", None)
+        try:
+            copy(self, model_param, tensors)
+        finally:
+            if step is not None:
+                state["step"] = step
+
+    DistributedOptimizer._set_main_param_and_optimizer_states = copy_all_but_step
+    try:
+        yield
+    finally:
+        DistributedOptimizer._set_main_param_and_optimizer_states = copy
+    for part in parts:
+        for state in part.optimizer.state.values():
+            if "step" in state:
+                state["step"] = state["step"].detach().clone()
+
+
 def load_checkpoint(root: str | Path, iteration: int, model, optimizer, scheduler) -> dict:
-    """Restore model, optimizer, scheduler and (same world size) RNG states; returns the common values."""
+    """Restore model, optimizer, scheduler and (same layout) RNG states; returns the common values.
+    dist_checkpointing reshards model and optimizer state, so the checkpoint may come from another
+    TP / PP / DP layout (a different node count on the next allocation); the RNG states of a rank
+    are then not restored, as they belonged to another rank's place."""
     from megatron.core import dist_checkpointing
 
     path = iteration_dir(root, iteration)
     common = dist_checkpointing.load_common_state_dict(str(path))
     _, world = _world()
-    restore_rng = common.get("world_size") == world
-    state = _sharded_state_dict(model, optimizer, is_loading=True, rng=_rng_state())
-    if not restore_rng:
-        del state["rng_state"]
-    try:
-        loaded = dist_checkpointing.load(state, str(path))
-    except (Exception, CheckpointException) as exc:  # shape or key mismatch: the checkpoint is from another model
-        raise EuroflowError(f"{path}: cannot load the checkpoint into this model ({failure_reason(exc)})") from None
-    model.load_state_dict(loaded["model"])
-    optimizer.load_state_dict(loaded["optimizer"])
+    layout = common.get("layout", _layout())  # checkpoints saved before layouts were recorded: as now
+    restore_rng = common.get("world_size") == world and layout == _layout()
+    sharding = common.get("optimizer_sharding", OPTIMIZER_SHARDING["all"])
+    if sharding == OPTIMIZER_SHARDING["data_parallel"] and layout[:2] != _layout()[:2]:
+        raise EuroflowError(
+            f"{path}: saved with training.reshardable_checkpoints: data_parallel at TP x PP = {layout[0]} x {layout[1]}; "
+            f"resume with that TP x PP (any data-parallel size), or from a checkpoint saved with reshardable_checkpoints: all"
+        )
+    with _torch_adam_loadable(optimizer):
+        state = _sharded_state_dict(model, optimizer, is_loading=True, rng=_rng_state(), sharding=sharding)
+        if not restore_rng:
+            del state["rng_state"]
+        try:
+            loaded = dist_checkpointing.load(state, str(path))
+        except (Exception, CheckpointException) as exc:  # shape or key mismatch: the checkpoint is from another model
+            raise EuroflowError(f"{path}: cannot load the checkpoint into this model ({failure_reason(exc)})") from None
+        model.load_state_dict(loaded["model"])
+        optimizer.load_state_dict(loaded["optimizer"])
     scheduler.load_state_dict(loaded["opt_param_scheduler"])
     if restore_rng:
         _set_rng_state(loaded["rng_state"])
-    return {k: v for k, v in loaded.items() if k not in ("model", "optimizer", "rng_state")}
+    return {k: v for k, v in loaded.items() if k not in ("model", "optimizer", "rng_state", "optimizer_sharding", "layout")}
 
 
 def load_model_weights(checkpoint_dir: str | Path, gpt_model) -> int:

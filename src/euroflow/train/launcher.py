@@ -208,8 +208,11 @@ def launch(
         current.write_text(job.job_id + "\n", encoding="utf-8")
         print(f"euroflow: submitted training job {job.job_id} ({params['nodes']} nodes x {params['ntasks_per_node']} tasks, "
               f"{params['time']} min per allocation, partition {params['partition']})", file=sys.stderr, flush=True)
+    relay = _OutputRelay(Path(job.paths.stdout))
     while not job.done():
+        relay()
         time.sleep(poll_s)
+    relay()
     try:
         results = job.results()
     except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
@@ -224,6 +227,31 @@ def launch(
     if allocations:
         _complete_allocations(Path(allocations), job.job_id)
     return summary
+
+
+class _OutputRelay:
+    """Copies the new complete lines of the training job's first task's output to this process's stdout
+    on each call, so that the rule's log (``logs/pretrain.log``) follows the run as on a workstation. A
+    requeued allocation that starts the file afresh is followed from its start."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+
+    def __call__(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size < self.offset:
+            self.offset = 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(size - self.offset)
+        complete = data.rfind(b"\n") + 1
+        if complete:
+            self.offset += complete
+            sys.stdout.write(data[:complete].decode("utf-8", errors="replace"))
+            sys.stdout.flush()
 
 
 def _complete_allocations(path: Path, job_id: str) -> None:

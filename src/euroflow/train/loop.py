@@ -114,7 +114,10 @@ def _spawn(nproc: int, args: tuple) -> dict:
     except mp.ProcessRaisedException as exc:
         last = str(exc).strip().splitlines()[-1]
         prefix = "euroflow.errors.EuroflowError: "
-        raise EuroflowError(last[len(prefix):] if last.startswith(prefix) else f"a training rank failed: {last}") from None
+        if last.startswith(prefix):
+            raise EuroflowError(last[len(prefix):]) from None
+        print(str(exc).strip(), file=sys.stderr, flush=True)  # not an error of the input: the rank's traceback, for a bug report
+        raise EuroflowError(f"a training rank failed: {last}") from None
     except mp.ProcessExitedException as exc:
         import signal
 
@@ -261,12 +264,18 @@ class _Trainer:
             post_process=parallel_state.is_pipeline_last_stage(),
         )
         bf16 = params_dtype(self.config) == torch.bfloat16
+        t = self.training
         self.model = DistributedDataParallel(
             gpt.config,
-            DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False, use_distributed_optimizer=False),
+            DistributedDataParallelConfig(
+                grad_reduce_in_fp32=True,
+                use_distributed_optimizer=t["distributed_optimizer"],
+                overlap_grad_reduce=t["overlap_grad_reduce"],
+                overlap_param_gather=t["overlap_param_gather"],
+                bucket_size=t["ddp_bucket_size"],
+            ),
             gpt,
         )
-        t = self.training
         self.optimizer = get_megatron_optimizer(
             OptimizerConfig(
                 optimizer="adam",
@@ -279,6 +288,7 @@ class _Trainer:
                 clip_grad=t["clip_grad"],
                 bf16=bf16,
                 params_dtype=params_dtype(self.config),
+                use_distributed_optimizer=t["distributed_optimizer"],
             ),
             [self.model],
         )
@@ -401,15 +411,25 @@ class _Trainer:
         write_text(self.log_path, "".join(json.dumps(e) + "\n" for e in entries))
 
     def _save(self, step: int) -> None:
-        checkpoint.save_checkpoint(
-            self.ckpt_root,
-            step,
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            {"consumed_samples": step * self.global_batch_size, "model_config": self.config["model"]},
-            keep=self.training["keep_checkpoints"],
-        )
+        # With overlapped gathers the model's parameters lag the optimizer's until the next forward
+        # pass; the save must see the updated ones (as Megatron-LM's disable_forward_pre_hook).
+        gathering = self.training["overlap_param_gather"]
+        if gathering:
+            self.model.disable_forward_pre_hook(param_sync=True)
+        try:
+            checkpoint.save_checkpoint(
+                self.ckpt_root,
+                step,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                {"consumed_samples": step * self.global_batch_size, "model_config": self.config["model"]},
+                keep=self.training["keep_checkpoints"],
+                reshardable=self.training["reshardable_checkpoints"],
+            )
+        finally:
+            if gathering:
+                self.model.enable_forward_pre_hook()
 
     def _any_rank(self, *flags: bool) -> list[bool]:
         """Each flag: true on at least one rank (ranks see a signal or a file at different steps)."""

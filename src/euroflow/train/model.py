@@ -19,6 +19,11 @@ def quiet_megatron_warnings() -> None:
         "Please use DTensor instead and we are deprecating ShardedTensor",
         "`load_state_dict` is deprecated",
         "When using async grad allreduce it is recommended",
+        # torch deprecations megatron-core's buffers and optimizer trigger, and its grad-attribute probe
+        "`torch.distributed.all_gather_into_tensor` is deprecated",
+        "`torch.distributed.reduce_scatter_tensor` is deprecated",
+        "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",
+        "If you are using transformer_engine as the transformer implementation, the core_attn",  # we are not
     ):
         warnings.filterwarnings("ignore", message=message)
 
@@ -67,7 +72,18 @@ def transformer_config(config: dict):
         apply_rope_fusion=False,
         gradient_accumulation_fusion=False,
         cuda_graph_scope=[],  # the default "full" is deprecated and only warns
+        sequence_parallel=training["sequence_parallel"],
+        **_recompute(training["recompute"]),
     )
+
+
+def _recompute(choice: str) -> dict:
+    """TransformerConfig's recompute settings for ``training.recompute``."""
+    if choice == "selective":  # megatron's default module set: the core attention
+        return {"recompute_granularity": "selective", "recompute_modules": ["core_attn"]}
+    if choice == "full":  # every layer from its input, as Megatron-LM's --recompute-method uniform --recompute-num-layers 1
+        return {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1}
+    return {}
 
 
 def build_model(config: dict, vocab_size: int, *, pre_process: bool = True, post_process: bool = True):
@@ -76,13 +92,14 @@ def build_model(config: dict, vocab_size: int, *, pre_process: bool = True, post
     shims.apply()
     from megatron.core.models.gpt import GPTModel
 
-    from euroflow.train.attention import layer_spec
+    from euroflow.train.spec import block_spec
 
     model = config["model"]
     tp = config["training"]["tensor_model_parallel_size"]
+    transformer = transformer_config(config)
     gpt = GPTModel(
-        config=transformer_config(config),
-        transformer_layer_spec=layer_spec(config["training"]["attention"]),
+        config=transformer,
+        transformer_layer_spec=block_spec(transformer, config["training"]["attention"]),
         vocab_size=padded_vocab_size(vocab_size, tp),
         max_sequence_length=model["seq_length"],
         pre_process=pre_process,

@@ -7,6 +7,8 @@ execute megatron-core unmodified. All patches live in this one module.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 _applied = False
@@ -25,7 +27,7 @@ def apply() -> bool:
         return True
 
     from megatron.core import utils as mcore_utils
-    from megatron.core.optimizer import clip_grads, optimizer
+    from megatron.core.optimizer import clip_grads, distrib_optimizer, optimizer
     from megatron.core.pipeline_parallel import schedules
     from megatron.core.tensor_parallel import random as mcore_random
     from megatron.core.transformer import utils as transformer_utils
@@ -48,8 +50,42 @@ def apply() -> bool:
     mcore_random._get_cuda_rng_state = lambda device=None, clone=False, graph_safe=False: torch.get_rng_state()
     mcore_random._set_cuda_rng_state = lambda new_state, device=-1, graph_safe=False: torch.set_rng_state(new_state)
 
+    # The distributed optimizer sorts parameters by their type name when it is built ('torch.cuda.FloatTensor'
+    # and the 16-bit ones) and refuses any other; on CPU the names lack '.cuda'.
+    optimizer_class = distrib_optimizer.DistributedOptimizer
+    optimizer_class.__init__ = _with_tensor_method(optimizer_class.__init__, "type", _cuda_type_name)
+    # Its model-space checkpoint format gathers each bucket's state through the device ('.cuda()').
+    optimizer_class.get_parameter_state_dp_zero = _with_tensor_method(
+        optimizer_class.get_parameter_state_dp_zero, "cuda", lambda original: lambda self, *args, **kwargs: self)
+
     _applied = True
     return True
+
+
+def _cuda_type_name(original):
+    def cuda_type(self, dtype=None, non_blocking=False, **rest):
+        if dtype is None and not rest and self.device.type == "cpu":
+            return original(self).replace("torch.", "torch.cuda.", 1)
+        return original(self, dtype, non_blocking, **rest)
+
+    return cuda_type
+
+
+def _with_tensor_method(function, name: str, replacement):
+    """``function`` with ``torch.Tensor.<name>`` replaced by ``replacement(original)`` while it runs
+    (megatron calls these methods on tensors, where no module-level patch reaches; training is
+    single-threaded in each rank)."""
+
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+        original = getattr(torch.Tensor, name)
+        setattr(torch.Tensor, name, replacement(original))
+        try:
+            return function(*args, **kwargs)
+        finally:
+            setattr(torch.Tensor, name, original)
+
+    return wrapped
 
 
 def _cpu_device(device):

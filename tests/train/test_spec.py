@@ -9,30 +9,13 @@ import train_corpus as corpus
 from euroflow.train.loop import pretrain
 
 
-@pytest.fixture
-def model_parallel():
-    from megatron.core import parallel_state, tensor_parallel
-
-    from euroflow.train import shims
-    from euroflow.train.loop import single_process_group
-
-    shims.apply()
-    with single_process_group():
-        parallel_state.initialize_model_parallel(1, 1)
-        tensor_parallel.model_parallel_cuda_manual_seed(0, force_reset_rng=True)
-        try:
-            yield
-        finally:
-            parallel_state.destroy_model_parallel()
-
-
 @pytest.mark.parametrize("heads,groups", [(4, 4), (8, 2)])  # multi-head, and grouped-query attention
 def test_sdpa_equals_megatrons_unfused_attention(model_parallel, heads, groups):
     from megatron.core.transformer import TransformerConfig
     from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.enums import AttnMaskType
 
-    from euroflow.train.attention import SDPAttention
+    from euroflow.train.spec import SDPAttention
 
     config = TransformerConfig(num_layers=1, hidden_size=16 * heads, num_attention_heads=heads, num_query_groups=groups,
                                use_cpu_initialization=True, masked_softmax_fusion=False, attention_dropout=0.0, cuda_graph_scope=[])

@@ -1,4 +1,6 @@
-"""Core attention through ``torch.nn.functional.scaled_dot_product_attention``.
+"""The transformer block spec: megatron-core's local GPT layers (RMSNorm, SwiGLU, rotary) with core
+attention through ``torch.nn.functional.scaled_dot_product_attention`` and norms that sequence
+parallelism can use.
 
 megatron-core's local spec computes attention unfused: it materializes the ``b x heads x s x s`` score
 matrix, repeats K and V for every query head of a group (GQA), and runs the softmax in plain torch. That
@@ -7,6 +9,12 @@ module (same constructor, same ``[s, b, heads, dim]`` inputs, same ``[s, b, head
 hands the work to SDPA: flash or memory-efficient kernels on CUDA (and on ROCm through aotriton), the math
 kernel on CPU, with K/V groups broadcast by the kernel (``enable_gqa``) instead of copied. Transformer
 Engine's attention is the other fast path, where TE is installed; this one needs nothing beyond torch.
+
+The local spec's norm (``WrappedTorchNorm``) refuses sequence parallelism: with it each tensor-parallel
+rank normalizes its own part of the sequence, so the norm weights' gradients are partial sums that
+``finalize_model_grads`` must all-reduce over the tensor-parallel group, which it does for parameters
+marked ``sequence_parallel`` (as Apex's and Transformer Engine's norms mark theirs). ``RMSNorm`` is torch's
+with that mark.
 """
 
 from __future__ import annotations
@@ -48,13 +56,25 @@ class SDPAttention(DotProductAttention):
         return context.permute(2, 0, 1, 3).reshape(seq, batch, heads * dim)
 
 
-def layer_spec(attention: str):
-    """megatron-core's local GPT layer spec (RMSNorm) with the core attention of ``training.attention``."""
+class RMSNorm(torch.nn.RMSNorm):
+    """torch's RMSNorm with megatron's norm constructor; its weight is marked for sequence parallelism."""
+
+    def __init__(self, config, hidden_size: int, eps: float = 1e-5, **unused):
+        super().__init__(hidden_size, eps=eps)
+        self.weight.sequence_parallel = config.sequence_parallel
+
+
+def block_spec(config, attention: str):
+    """The block of this pipeline stage: megatron-core's local GPT layer spec (RMSNorm), the core attention
+    of ``training.attention``, and :class:`RMSNorm` in every layer and after the last."""
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 
     if attention not in KERNELS:
         raise EuroflowError(f"training.attention: {attention!r} is not one of {', '.join(KERNELS)}")
     spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    spec.submodules.input_layernorm = RMSNorm
+    spec.submodules.pre_mlp_layernorm = RMSNorm
     if attention == "sdpa":
         spec.submodules.self_attention.submodules.core_attention = SDPAttention
-    return spec
+    return TransformerBlockSubmodules(layer_specs=[spec] * get_num_layers_to_build(config), layer_norm=RMSNorm)
