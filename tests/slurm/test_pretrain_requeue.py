@@ -66,7 +66,7 @@ def _uninterrupted(out, inputs, results):
     results["log"] = corpus.read_log(out)
 
 
-def test_one_minute_allocations_requeue_and_resume_exactly(tmp_path, inputs, slurm_cluster, monkeypatch):
+def test_one_minute_allocations_requeue_and_resume_exactly(tmp_path, inputs, slurm_cluster, monkeypatch, capsys):
     monkeypatch.setenv("SBATCH_ACCOUNT", "euroflow")
     config = corpus.tiny_config(nproc=2, train_steps=STEPS, checkpoint_interval=1000)
     allocations = tmp_path / "slurm_allocations.jsonl"
@@ -102,6 +102,8 @@ def test_one_minute_allocations_requeue_and_resume_exactly(tmp_path, inputs, slu
     assert [e["loss"] for e in log] == [e["loss"] for e in reference_log]
     assert summary["final_loss"] == reference_summary["final_loss"]
     assert _final_states(summary["slurm_job_id"]) == ["REQUEUED"] * (len(runs) - 1) + ["COMPLETED"]
+    relayed = [line for line in capsys.readouterr().err.splitlines() if " | loss " in line]
+    assert relayed and relayed[-1].split(" step ")[1].startswith(f"{STEPS}/{STEPS} |"), relayed[-3:]  # the job's output followed
 
     # provenance: the pretrain job's sidecar carries the allocations; ingest records one row per
     # allocation and completes each from sacct --duplicates
@@ -159,6 +161,7 @@ def test_a_restarted_launcher_attaches_to_the_job_still_in_slurm(tmp_path, input
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"euroflow: attached to training job {jobid}, still in Slurm" in second.stderr
+    assert " step 600/600 | loss " in second.stderr  # the job's progress lines, relayed from its output file
     assert json.loads(second.stdout)["slurm_job_id"] == jobid and json.loads(second.stdout)["last_step"] == 600
     assert _final_states(jobid) == ["COMPLETED"]
     # what `euroflow site check` prints is what was submitted

@@ -230,9 +230,10 @@ def launch(
 
 
 class _OutputRelay:
-    """Copies the new complete lines of the training job's first task's output to this process's stdout
-    on each call, so that the rule's log (``logs/pretrain.log``) follows the run as on a workstation. A
-    requeued allocation that starts the file afresh is followed from its start."""
+    """Copies the new complete lines of the training job's first task's output to this process's stderr
+    on each call, so that the rule's log (``logs/pretrain.log``) follows the run as on a workstation
+    (stderr, beside the launcher's own messages: stdout carries only the summary JSON). A requeued
+    allocation that starts the file afresh is followed from its start."""
 
     def __init__(self, path: Path):
         self.path, self.offset = path, 0
@@ -250,8 +251,8 @@ class _OutputRelay:
         complete = data.rfind(b"\n") + 1
         if complete:
             self.offset += complete
-            sys.stdout.write(data[:complete].decode("utf-8", errors="replace"))
-            sys.stdout.flush()
+            sys.stderr.write(data[:complete].decode("utf-8", errors="replace"))
+            sys.stderr.flush()
 
 
 def _complete_allocations(path: Path, job_id: str) -> None:
