@@ -1,8 +1,9 @@
 """euroflow plan (euroflow.sites.plan): eu-1b's budget on the four sites, limits, errors, the command
 line, and throughput measured from runs recorded with the provenance recorder in a real database.
 
-The shipped eu-1b (micro batch 1, TP=2) fits every site; the "does not fit" cases build their own
-config: eu-1b at micro batch 4 without tensor parallelism (``TOO_BIG``)."""
+The shipped eu-1b (micro batch 2, TP=1, SDPA, the distributed optimizer) fits every site; the "does not
+fit" cases build their own config: eu-1b at micro batch 4 without tensor parallelism under megatron's
+unfused attention and a replicated optimizer (``TOO_BIG``)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,14 @@ T0 = dt.datetime(2026, 5, 4, 8, 0, 0)
 PARAMETERS = 1_306_617_856
 SBH = 4096 * 2048  # s*h of one sequence
 GIB = 2**30
-# eu-1b at micro batch 4 and TP=1 (its training settings before they were cut to fit 64 GB GPUs)
-TOO_BIG = {"micro_batch_size": 4, "tensor_model_parallel_size": 1}
+# eu-1b at micro batch 4 and TP=1 under the unfused attention, Adam's state on every GPU
+TOO_BIG = {"micro_batch_size": 4, "tensor_model_parallel_size": 1, "attention": "unfused",
+           "distributed_optimizer": False, "overlap_param_gather": False}
+# the bf16 logits and their fp32 gradient while the loss is differentiated, per sequence
+LOSS_MOMENT = 6 * 4096 * 65536
+# split over TP per s*h: queries, 8 of 16 heads' keys and values, context (2 + 1) x 2 bytes, the fp32
+# log-sum-exp 4*16/2048, SwiGLU 5*2*5632/2048; unfused: 4 x 2 bytes, SwiGLU, the scores 6*16*4096/2048
+SPLIT = {"sdpa": 6 + 4 * 16 / 2048 + 27.5, "unfused": 8 + 27.5 + 192}
 
 
 def eu_1b(**training) -> dict:
@@ -49,37 +56,41 @@ def eu_1b_file(tmp_path, **training):
     return path
 
 
-def activations_by_hand(tp: int, micro_batch: int) -> float:
+def activations_by_hand(tp: int, micro_batch: int, attention: str = "sdpa") -> float:
     """Bytes of activations of eu-1b under euroflow.sites.memory with PP=1 and bf16: per layer and sequence
-    s*h*(16 + 2*2 + (4*2 + 5*2*5632/2048 + 6*16*4096/2048)/tp) = s*h*(20 + 227.5/tp), 22 layers; token ids
-    16*s; the final norm's fp32 tensors and the output layer's input (8 + 2)*s*h; fp32 logits 4*s*65536/tp."""
-    return micro_batch * (22 * (20 + 227.5 / tp) * SBH + 16 * 4096 + 10 * SBH + 4 * 4096 * 65536 / tp)
+    s*h*(16 + 2*2 + SPLIT/tp), 22 layers; token ids 16*s; the final norm's fp32 tensors and the output
+    layer's input (8 + 2)*s*h; fp32 logits 4*s*65536/tp and the loss's moment 6*s*65536/tp."""
+    return micro_batch * (22 * (20 + SPLIT[attention] / tp) * SBH + 16 * 4096 + 10 * SBH + (4 * 4096 * 65536 + LOSS_MOMENT) / tp)
 
 
-def gib_by_hand(tp: int, micro_batch: int) -> float:
-    """GiB per GPU: 2 + 4 + 12 bytes per parameter over TP, the activations, a fixed 3 GiB."""
-    return (18 * PARAMETERS / tp + activations_by_hand(tp, micro_batch) + 3 * GIB) / GIB
+def gib_by_hand(tp: int, micro_batch: int, attention: str = "sdpa", dp: int | None = None) -> float:
+    """GiB per GPU: 2 + 4 + 12 bytes per parameter over TP (the 12 over ``dp`` with the distributed
+    optimizer), the activations, a fixed 3 GiB."""
+    per_parameter = 6 + 12 / dp if dp else 18
+    return (per_parameter * PARAMETERS / tp + activations_by_hand(tp, micro_batch, attention) + 3 * GIB) / GIB
 
 
 def test_the_hand_formula():
-    assert 16 + 2 * 2 + (4 * 2 + 5 * 2 * 5632 / 2048 + 6 * 16 * 4096 / 2048) == 20 + 227.5 == 247.5
-    # as pinned in tests/sites/test_memory.py: TP=1 at micro batch 1 and 4
-    assert round(gib_by_hand(1, 1), 2) == 68.52 and round(gib_by_hand(1, 4), 1) == 199.4
+    assert 16 + 2 * 2 + SPLIT["unfused"] == 20 + 227.5 == 247.5 and SPLIT["sdpa"] == 33.53125
+    # as pinned in tests/sites/test_memory.py: unfused TP=1 at micro batch 1 and 4; the shipped eu-1b on 16 GPUs
+    assert round(gib_by_hand(1, 1, "unfused"), 2) == 70.02 and round(gib_by_hand(1, 4, "unfused"), 1) == 205.4
+    assert round(gib_by_hand(1, 2, dp=16), 2) == 34.77
 
 
 @pytest.mark.parametrize(
-    "name, peak, nodes, gpu_hours, partition, qos, per_node, memory_gb, first_layout",
+    "name, peak, nodes, gpu_hours, partition, qos, per_node, memory_gb",
     [
-        ("lumi", 191.5, 16, 3376, "standard-g", None, 8, 64, (2, 1)),
-        ("leonardo", 312, 32, 2072, "boost_usr_prod", "normal", 4, 64, (2, 1)),
-        ("marenostrum5", 989, 4, 654, "acc", "acc_ehpc", 4, 64, (2, 1)),
-        ("snellius", 989, 2, 654, "gpu_h100", None, 4, 94, (1, 1)),
+        ("lumi", 191.5, 16, 3376, "standard-g", None, 8, 64),
+        ("leonardo", 312, 32, 2072, "boost_usr_prod", "normal", 4, 64),
+        ("marenostrum5", 989, 4, 654, "acc", "acc_ehpc", 4, 64),
+        ("snellius", 989, 2, 654, "gpu_h100", None, 4, 94),
     ],
 )
-def test_eu_1b_on_each_site(name, peak, nodes, gpu_hours, partition, qos, per_node, memory_gb, first_layout):
+def test_eu_1b_on_each_site(name, peak, nodes, gpu_hours, partition, qos, per_node, memory_gb):
     site = sites.load(name)
     config = eu_1b()
-    assert (config["training"]["micro_batch_size"], config["training"]["tensor_model_parallel_size"]) == (1, 2)
+    training = config["training"]
+    assert (training["micro_batch_size"], training["tensor_model_parallel_size"], training["attention"], training["distributed_optimizer"]) == (2, 1, "sdpa", True)
     result = plan.plan(config, site)
     assert result["tokens"]["budget"] == TOKENS == 100_663_296_000
     assert result["model"]["flops_per_token"] == FLOPS_PER_TOKEN == 9_248_993_280
@@ -99,18 +110,19 @@ def test_eu_1b_on_each_site(name, peak, nodes, gpu_hours, partition, qos, per_no
             assert plan.plan(eu_1b(), site, nodes=fewer)["slurm"]["jobs"] > 1
         except EuroflowError as exc:  # a node count whose data-parallel size does not divide the batch
             assert "training.global_batch_size: 512 is not a multiple of micro_batch_size x data-parallel size" in str(exc)
-    # the shipped TP=2 PP=1 at micro batch 1 fits: half of 18 bytes per parameter, the activations, 3 GiB
+    # the shipped TP=1 PP=1 at micro batch 2 fits: 2 + 4 bytes per parameter, Adam's 12 over the
+    # data-parallel ranks, the activations, 3 GiB
     assert (result["gpu"]["per_node"], result["gpu"]["memory_gb"]) == (per_node, memory_gb)
-    dp = nodes * per_node // 2
-    total = gib_by_hand(2, 1)
-    assert round(total, 2) == 37.52
+    dp = nodes * per_node
+    total = gib_by_hand(1, 2, dp=dp)
+    assert 33.9 < total < 35.7
     assert result["memory"] == {
-        "tp": 2, "pp": 1, "dp": dp, "micro_batch_size": 1,
+        "tp": 1, "pp": 1, "dp": dp, "micro_batch_size": 2,
         "gib": {
-            "weights": round(2 * PARAMETERS / 2 / GIB, 2),
-            "gradients": round(4 * PARAMETERS / 2 / GIB, 2),
-            "optimizer": round(12 * PARAMETERS / 2 / GIB, 2),
-            "activations": round(activations_by_hand(2, 1) / GIB, 2),
+            "weights": round(2 * PARAMETERS / GIB, 2),
+            "gradients": round(4 * PARAMETERS / GIB, 2),
+            "optimizer": round(12 * PARAMETERS / dp / GIB, 2),
+            "activations": round(activations_by_hand(1, 2) / GIB, 2),
             "overhead": 3.0,
             "total": round(total, 2),
             "stage": "only",
@@ -119,14 +131,11 @@ def test_eu_1b_on_each_site(name, peak, nodes, gpu_hours, partition, qos, per_no
         "fits": True,
     }
     assert total <= 0.9 * memory_gb
-    # layouts that fit, at the configured micro batch: the shipped one among them; the smallest model
-    # parallelism first, TP=1 (68.5 GiB) only in the 84.6 GiB usable of Snellius's 94 GB H100s
+    # layouts that fit, at the configured micro batch: the smallest model parallelism first, the shipped one
     layouts = result["fitting"]["layouts"]
-    assert result["fitting"]["micro_batch_size"] == 1
-    assert {"tp": 2, "pp": 1, "dp": dp, "gib_per_gpu": round(total, 1)} in layouts
-    tp, pp = first_layout
-    assert layouts[0] == {"tp": tp, "pp": pp, "dp": nodes * per_node // (tp * pp), "gib_per_gpu": round(gib_by_hand(tp, 1), 1)}
-    assert (gib_by_hand(1, 1) <= 0.9 * memory_gb) == (first_layout == (1, 1))
+    assert result["fitting"]["micro_batch_size"] == 2
+    assert layouts[0] == {"tp": 1, "pp": 1, "dp": dp, "gib_per_gpu": round(total, 1)}
+    assert {"tp": 2, "pp": 1, "dp": dp // 2, "gib_per_gpu": round(gib_by_hand(2, 2, dp=dp // 2), 1)} in layouts
 
 
 @pytest.mark.parametrize(
@@ -143,12 +152,12 @@ def test_eu_1b_at_micro_batch_4_without_tp_fits_no_site(name, nodes, per_node, f
     assert result["nodes"] == nodes  # the same token budget and throughput as the shipped config
     mem = result["memory"]
     assert (mem["tp"], mem["pp"], mem["dp"], mem["micro_batch_size"]) == (1, 1, nodes * per_node, 4)
-    assert mem["fits"] is False and mem["gib"]["total"] == round(gib_by_hand(1, 4), 2) == 199.37
-    assert gib_by_hand(1, 4) > 0.9 * 94
+    assert mem["fits"] is False and mem["gib"]["total"] == round(gib_by_hand(1, 4, "unfused"), 2) == 205.37
+    assert gib_by_hand(1, 4, "unfused") > 0.9 * 94
     tp, pp = first_layout
     assert result["fitting"]["micro_batch_size"] == fitting_micro_batch
     assert result["fitting"]["layouts"][0] == {
-        "tp": tp, "pp": pp, "dp": nodes * per_node // (tp * pp), "gib_per_gpu": round(gib_by_hand(tp, fitting_micro_batch), 1),
+        "tp": tp, "pp": pp, "dp": nodes * per_node // (tp * pp), "gib_per_gpu": round(gib_by_hand(tp, fitting_micro_batch, "unfused"), 1),
     }
 
 
@@ -170,10 +179,10 @@ def test_more_nodes_than_the_default_qos_takes_another_qos_and_then_fails():
 
 
 def test_node_counts_the_batch_cannot_take_are_errors():
-    # 3 nodes x 4 GPUs / TP=2 = 6; 512 sequences / micro batch 1 = 512 micro batches
+    # 3 nodes x 4 GPUs / TP=1 = 12; 512 sequences / micro batch 2 = 256 micro batches
     # the trainer's own start-up check (euroflow.config.layout_problem)
     with pytest.raises(EuroflowError, match=re.escape("--nodes: training.global_batch_size: 512 is not a multiple of micro_batch_size x "
-                                                      "data-parallel size = 1 x 6 (12 ranks of 3 nodes x 4 GPUs / TP x PP 2)")):
+                                                      "data-parallel size = 2 x 12 (12 ranks of 3 nodes x 4 GPUs / TP x PP 1)")):
         plan.plan(eu_1b(), sites.load("leonardo"), nodes=3)
     # 3 x 4 / TP=1 = 12; 512 / 4 = 128
     with pytest.raises(EuroflowError, match=re.escape("--nodes: training.global_batch_size: 512 is not a multiple of micro_batch_size x "
@@ -191,14 +200,14 @@ def test_a_site_without_gpus_is_an_error():
 def test_a_layout_that_fits_and_smaller_micro_batches_when_none_does():
     snellius = plan.plan(eu_1b(micro_batch_size=4, tensor_model_parallel_size=4), sites.load("snellius"))
     assert snellius["memory"]["fits"] and snellius["memory"]["dp"] == 2
-    assert snellius["memory"]["gib"]["total"] == round(gib_by_hand(4, 4), 2) == 62.64
+    assert snellius["memory"]["gib"]["total"] == round(gib_by_hand(4, 4, dp=2), 2) == 28.98
     assert snellius["fitting"]["micro_batch_size"] == 4
     # 4 GPUs of 64 GB per node: nothing fits at micro batch 4, TP=4 at micro batch 2
     leonardo = plan.plan(eu_1b(**TOO_BIG), sites.load("leonardo"))
     assert not leonardo["memory"]["fits"]
     assert leonardo["fitting"]["micro_batch_size"] == 2
-    assert leonardo["fitting"]["layouts"][0] == {"tp": 4, "pp": 1, "dp": 32, "gib_per_gpu": round(gib_by_hand(4, 2), 1)}
-    assert round(gib_by_hand(4, 2), 1) == 35.6
+    assert leonardo["fitting"]["layouts"][0] == {"tp": 4, "pp": 1, "dp": 32, "gib_per_gpu": round(gib_by_hand(4, 2, "unfused"), 1)}
+    assert round(gib_by_hand(4, 2, "unfused"), 1) == 36.3
 
 
 def test_mfu_scales_the_hours():
@@ -222,10 +231,10 @@ def test_cli_json_prints_the_plan_then_fails_on_memory(capsys, monkeypatch, tmp_
     assert result["memory"]["fits"] is False
     assert err.startswith(
         "euroflow: error: training.tensor_model_parallel_size/pipeline_model_parallel_size: "
-        f"TP=1 PP=1 needs {gib_by_hand(1, 4):.1f} GiB per GPU at micro batch 4, over the 57.6 GiB usable"
+        f"TP=1 PP=1 needs {gib_by_hand(1, 4, 'unfused'):.1f} GiB per GPU at micro batch 4, over the 57.6 GiB usable"
     )
-    assert f"layouts that fit on 4 nodes: TP=8 PP=1 ({gib_by_hand(8, 4):.1f} GiB), TP=8 PP=2" in err
-    assert "TP=8 PP=1 (39.9 GiB)" in err
+    assert f"layouts that fit on 4 nodes: TP=8 PP=1 ({gib_by_hand(8, 4, 'unfused'):.1f} GiB), TP=8 PP=2" in err
+    assert "TP=8 PP=1 (40.6 GiB)" in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -236,13 +245,13 @@ def test_cli_the_shipped_config_fits_on_lumi(capsys, monkeypatch, tmp_path):
     out, err = capsys.readouterr()
     assert err == ""
     for text in ("euroflow plan: eu-1b on lumi", "4 (32 GPUs; ", "profiles/lumi/config.v8+.yaml: set-resources.pretrain.nodes)",
-                 f"{gib_by_hand(2, 1):.1f} GiB with TP=2 PP=1 DP=16, micro batch 1: fits (57.6 GiB usable)",
-                 "standard-g (48 h per job from ", "3 = ceil(105.5 h / (48 h - 0.5 h", "37.5 GiB with TP=2"):
+                 f"{gib_by_hand(1, 2, dp=32):.1f} GiB with TP=1 PP=1 DP=32, micro batch 2: fits (57.6 GiB usable)",
+                 "standard-g (48 h per job from ", "3 = ceil(105.5 h / (48 h - 0.5 h", "34.3 GiB with TP=1"):
         assert text in out
     assert "does NOT fit" not in out
     assert cli.main(["plan", "--site", "lumi", "--config", str(EU_1B_PATH), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["memory"]["fits"] is True and result["memory"]["gib"]["total"] == round(gib_by_hand(2, 1), 2)
+    assert result["memory"]["fits"] is True and result["memory"]["gib"]["total"] == round(gib_by_hand(1, 2, dp=32), 2)
 
 
 def test_cli_table_for_a_config_that_fits(capsys, monkeypatch, tmp_path):

@@ -105,14 +105,15 @@ def test_runtime_over_the_partition_limit_is_an_error(monkeypatch):
 
 def test_model_that_does_not_fit_the_gpus_is_an_error(tmp_path, monkeypatch):
     config = yaml.safe_load(EU_1B.read_text())
-    config["training"].update(micro_batch_size=4, tensor_model_parallel_size=1)  # s x s scores of 4 sequences of 4096
+    # the s x s scores of 4 sequences of 4096 under the unfused attention, Adam's state on every GPU
+    config["training"].update(micro_batch_size=4, attention="unfused", distributed_optimizer=False, overlap_param_gather=False)
     path = tmp_path / "eu-1b-mbs4.yaml"
     path.write_text(yaml.safe_dump(config))
     monkeypatch.setenv("SBATCH_ACCOUNT", "project_462000353")
     result = check.check("lumi", path)
     assert len(result.problems) == 1
     problem = result.problems[0]  # the message of euroflow plan, for the 4 nodes profiles/lumi submits
-    assert problem.startswith("training.tensor_model_parallel_size/pipeline_model_parallel_size: TP=1 PP=1 needs 199.4 GiB per GPU")
+    assert problem.startswith("training.tensor_model_parallel_size/pipeline_model_parallel_size: TP=1 PP=1 needs 205.4 GiB per GPU")
     assert "usable of a AMD MI250X GCD on lumi; layouts that fit on 4 nodes: TP=8 PP=1" in problem
 
 
@@ -126,7 +127,7 @@ def test_site_check_and_plan_agree_and_end_with_a_verdict(capsys, monkeypatch):
     result = check.check("lumi", EU_1B)
     assert result.problems == [] and result.plan["nodes"] == 4 and result.plan["slurm"]["jobs"] == 3
     assert result.training["parameters"]["nodes"] == result.plan["nodes"]
-    assert result.verdict.startswith("site check lumi: OK: 19 rules; pretrain on 4 nodes (32 GPUs), TP=2 PP=1 DP=16, 37.5 GiB per GPU, "
+    assert result.verdict.startswith("site check lumi: OK: 19 rules; pretrain on 4 nodes (32 GPUs), TP=1 PP=1 DP=32, 34.3 GiB per GPU, "
                                      "105.5 h in 3 chained jobs, 3,376 GPU-hours")
     assert main(["plan", "--site", "lumi", "--config", str(EU_1B), "--json"]) == 0
     planned = json.loads(capsys.readouterr().out)

@@ -18,46 +18,54 @@ the output layer (a copy of the embedding when tied) and the final norm. Everyth
 by :func:`euroflow.model_size.parameter_count` with the vocabulary padded for ``tp``.
 
 Activations, counted the way Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
-Transformer Models", section 4.1 and Table 2: tensor parallelism, no sequence parallelism) count
-them, but for the layer euroflow builds (megatron-core's local layer spec: torch RMSNorm, unfused
-attention with the softmax in fp32, GQA keys and values expanded to all heads, SwiGLU, no
-dropout), in bytes per transformer layer and micro batch::
+Transformer Models", section 4.1 and Table 2) count them, but for the layer euroflow builds
+(megatron-core's local layer spec: torch RMSNorm, SwiGLU, no dropout, and the core attention of
+``training.attention``), in bytes per transformer layer and micro batch::
 
-    s*b*h * (16 + 2e + (4e + 5e*f/h + c*a*s/h) / t)
+    s*b*h * (16 + 2e + split / t)        split = A + 5e*f/h
 
 with s the sequence length, b the micro batch, h the hidden size, f the FFN size, a the attention
-heads, t the tensor-parallel size and e the bytes of an activation (2 bf16, 4 fp32). Replicated on
-every TP rank: the two RMSNorms keep an fp32 copy of their input and their fp32 normalized output
-(4 x 4 bytes), and the QKV and FC1 layers their input (2e). Split over TP: queries, expanded keys
-and values and the attention context (4e), the MLP's FC1 output (gate and up), SiLU output,
-product and one more f-wide tensor (5e*f/h), and the s x s attention scores, kept as the fp32
-softmax output plus its bf16 copy (c = 6; fp32 training: c = 4). The paper's GPT-3 layer gives
-``s*b*h*(10 + 24/t + 5*a*s/(h*t))`` by the same method. ``recompute=True`` means selective
-recomputation (the paper's section 4.2: the attention core is recomputed in the backward pass),
-which drops the attention-score term; flash attention has the same effect on memory. Rotary
-tables and the causal mask (s*head_dim and s*s bytes, no batch) are left out. Training's default
-core attention is now SDPA (``training.attention: sdpa``, :mod:`euroflow.train.attention`), which keeps
-neither the scores nor expanded keys and values: for it this model errs on the safe side (more memory
-than used) until the SDPA layer is modelled and measured.
+heads, g the query groups, t the tensor-parallel size and e the bytes of an activation (2 bf16, 4
+fp32). Replicated on every TP rank: the two RMSNorms keep an fp32 copy of their input and their fp32
+normalized output (4 x 4 bytes), and the QKV and FC1 layers their input (2e). Split over TP: the
+MLP's FC1 output (gate and up), SiLU output, product and one more f-wide tensor (5e*f/h), and the
+attention's A:
+
+* ``unfused`` (megatron's DotProductAttention): queries, keys and values expanded to all heads, the
+  context (4e), and the s x s scores, kept as the fp32 softmax output plus its bf16 copy
+  (c*a*s/h, c = 6; fp32 training: c = 4). ``A = 4e + c*a*s/h``. The paper's GPT-3 layer gives
+  ``s*b*h*(10 + 24/t + 5*a*s/(h*t))`` by the same method.
+* ``sdpa`` (flash or memory-efficient kernels): queries, the keys and values of the g groups (not
+  expanded), the context, and the kernel's fp32 log-sum-exp per head and position; no scores.
+  ``A = (2 + 2g/a)e + 4a/h``.
+
+``recompute``: ``selective`` (the paper's section 4.2: the core attention recomputed in the backward
+pass) drops the scores (unfused) or the log-sum-exp (sdpa); ``full`` keeps only each layer's input
+(e*s*b*h) and, during the backward pass, one layer's activations at a time. ``sequence_parallel``
+(section 4.2.2) splits the replicated part over TP as well: ``s*b*h*(16 + 2e + split)/t``. Rotary
+tables and the causal mask (s*head_dim and s*s bytes, no batch) are left out.
 
 The formula was checked against the tensors autograd saves (``torch.autograd.graph.saved_tensors_hooks``
 on euroflow's ``build_model``, bf16 and fp32) and against one NVIDIA H100 80GB (torch 2.11,
 megatron-core 0.16.1, the eu-1b shape with TP = PP = 1 and one micro batch of 4096 tokens): 44.0 GiB
 of saved activations measured against 43.6 GiB here (22 layers: 250 against 247.5 bytes per s*b*h
 each), 22.5 GiB of weights, gradients and Adam states against 21.9, and 71.6 GiB of the device in use
-at the peak against a 68.5 GiB total. Tensor parallelism was not measured (one GPU).
+at the peak against a 68.5 GiB total. Tensor parallelism was not measured (one GPU), and neither was the sdpa layer (no GPU since; on CPU,
+torch's math kernel keeps the scores that the GPU kernels do not).
 
 With pipeline parallelism under the 1F1B schedule (Narayanan et al. 2021) stage ``i`` holds
 ``pp - i`` micro batches in flight: the first stage ``pp`` micro batches of its ``num_layers/pp``
 layers (so all ``num_layers`` layers' worth), plus their token and position ids (16*s*b bytes,
-int64); the last stage one micro batch, plus the final RMSNorm's fp32 tensors (8*s*b*h), the output
-layer's input (e*s*b*h) and the fp32 logits the cross entropy works on (4*s*b*V/t bytes, V the
-padded vocabulary).
+int64); the last stage one micro batch, plus the final RMSNorm's fp32 tensors (8*s*b*h, over TP with
+sequence parallelism), the output layer's input (e*s*b*h) and the fp32 logits the cross entropy
+works on (4*s*b*V/t bytes, V the padded vocabulary). While the loss is differentiated the last stage
+also holds, for a moment, the bf16 logits and their fp32 gradient (6*s*b*V/t: 1.5 GiB for eu-1b's
+vocabulary at one micro batch of 4096 tokens, 6 GiB at four).
 
 Overhead: a fixed 3 GiB for the CUDA/ROCm context (about 0.5-1 GiB), NCCL/RCCL communication
 buffers (about 1 GiB) and allocator fragmentation; :func:`fits` also leaves 10% of the device
-unused, for transient buffers (fp32 copies of the attention scores and of the logits while they
-are computed, communication) that the accounting above does not keep.
+unused, for transient buffers (fp32 copies of the attention scores while they are computed,
+communication buckets) that the accounting above does not keep.
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ from euroflow.errors import EuroflowError
 from euroflow.model_size import padded_vocab_size, parameter_count
 
 GIB = 2**30
+ATTENTION = ("sdpa", "unfused")  # training.attention
+RECOMPUTE = ("none", "selective", "full")  # training.recompute
 OVERHEAD_BYTES = 3 * GIB
 USABLE_FRACTION = 0.9
 
@@ -120,11 +130,17 @@ def estimate(
     seq_length: int,
     precision: str,
     distributed_optimizer: bool = False,
-    recompute: bool = False,
+    recompute: str = "none",
+    attention: str = "sdpa",
+    sequence_parallel: bool = False,
 ) -> MemoryEstimate:
     """Per-GPU training memory for a ``model`` config section under TP x PP x DP (see the module)."""
     if precision not in BYTES_PER_PARAMETER:
         raise EuroflowError(f"training.precision: {precision!r} is not one of {sorted(BYTES_PER_PARAMETER)}")
+    if attention not in ATTENTION:
+        raise EuroflowError(f"training.attention: {attention!r} is not one of {', '.join(ATTENTION)}")
+    if recompute not in RECOMPUTE:
+        raise EuroflowError(f"training.recompute: {recompute!r} is not one of {', '.join(RECOMPUTE)}")
     _check_layout(model, tp, pp)
     counts = parameter_count(model, vocab_size, tp)
     layers, hidden, heads = model["num_layers"], model["hidden_size"], model["num_attention_heads"]
@@ -134,16 +150,28 @@ def estimate(
     layer_params = (counts["attention"] + counts["mlp"] + counts["norms"] - hidden) / layers
     stage_layers = layers // pp
     e = ACTIVATION_BYTES[precision]
-    scores = 0 if recompute else SCORE_BYTES[precision] * heads * s / hidden
-    split = 4 * e + 5 * e * model["ffn_hidden_size"] / hidden + scores
-    per_layer = s * b * hidden * (16 + 2 * e + split / tp)
+    groups = model.get("num_query_groups") or heads
+    if attention == "unfused":  # (inputs and output, what the kernel keeps for its backward)
+        core, kernel = 4 * e, SCORE_BYTES[precision] * heads * s / hidden
+    else:
+        core, kernel = (2 + 2 * groups / heads) * e, 4 * heads / hidden
+    sbh = s * b * hidden
+    replicated = (16 + 2 * e) / (tp if sequence_parallel else 1)
+    mlp = 5 * e * model["ffn_hidden_size"] / hidden
+    layer = sbh * (replicated + (core + kernel + mlp) / tp)
+    if recompute == "full":  # each layer's input, and one layer recomputed at a time in the backward pass
+        per_layer, in_backward = sbh * e / (tp if sequence_parallel else 1), layer
+    elif recompute == "selective":  # the core attention recomputed: its kernel's tensors are not kept
+        per_layer, in_backward = layer - sbh * kernel / tp, 0
+    else:
+        per_layer, in_backward = layer, 0
     ids = 16 * s * b
-    logits = (8 + e) * s * b * hidden + 4 * s * b * vocab / tp
+    logits = (8 / (tp if sequence_parallel else 1) + e) * sbh + (4 + 6) * s * b * vocab / tp
 
     first_params = stage_layers * layer_params + vocab * hidden
-    first_acts = pp * (stage_layers * per_layer + ids)
+    first_acts = pp * (stage_layers * per_layer + ids) + in_backward
     last_params = stage_layers * layer_params + vocab * hidden + hidden
-    last_acts = stage_layers * per_layer + logits
+    last_acts = stage_layers * per_layer + in_backward + logits
     if pp == 1:
         stages = [("only", first_params + counts["output_layer"] + hidden, first_acts + logits)]
     else:
@@ -187,12 +215,18 @@ def suggest_parallelism(
     seq_length: int,
     precision: str,
     global_batch_size: int,
+    *,
+    distributed_optimizer: bool = False,
+    recompute: str = "none",
+    attention: str = "sdpa",
+    sequence_parallel: bool = False,
 ) -> list[tuple[int, int, MemoryEstimate]]:
     """The (tp, pp, estimate) layouts that fit on ``nodes`` nodes, smallest model parallelism
     (tp*pp) first, and for equal tp*pp more tensor than pipeline parallelism first (TP stays
     within a node and has no pipeline bubble). TP is a divisor of ``gpus_per_node`` that also
     divides the attention heads, query groups and FFN size; PP divides the layers; the data-parallel
-    size ``nodes*gpus_per_node/(tp*pp)`` must divide the micro batches per step."""
+    size ``nodes*gpus_per_node/(tp*pp)`` must divide the micro batches per step. The keyword
+    settings are the run's (``training.*``); sequence parallelism applies to the layouts with TP > 1."""
     heads = model["num_attention_heads"]
     groups = model.get("num_query_groups") or heads
     world = nodes * gpus_per_node
@@ -208,6 +242,8 @@ def suggest_parallelism(
             result = estimate(
                 model, vocab_size, tp=tp, pp=pp, dp=dp,
                 micro_batch_size=micro_batch_size, seq_length=seq_length, precision=precision,
+                distributed_optimizer=distributed_optimizer, recompute=recompute, attention=attention,
+                sequence_parallel=sequence_parallel and tp > 1,
             )
             if fits(result, gpu_memory_gb):
                 found.append((tp, pp, result))

@@ -132,11 +132,17 @@ def _default_nodes(site, pname, partition, gpus, training, tokens, rate) -> int:
     return chosen
 
 
+def memory_settings(training: dict) -> dict[str, Any]:
+    """The run's training settings that change memory per GPU besides the layout, as the memory model takes them."""
+    return {key: training[key] for key in ("distributed_optimizer", "recompute", "attention", "sequence_parallel")}
+
+
 def _fitting(config: dict, node: dict, nodes: int, micro_batch_size: int) -> list[dict[str, Any]]:
     model, training = config["model"], config["training"]
     options = memory.suggest_parallelism(
         model, config["tokenizer"]["vocab_size"], node["gpus"], node["gpu_memory_gb"], nodes,
         micro_batch_size, model["seq_length"], training["precision"], training["global_batch_size"],
+        **memory_settings(training),
     )
     return [
         {"tp": tp, "pp": pp, "dp": nodes * node["gpus"] // (tp * pp), "gib_per_gpu": round(e.gib(), 1)}
@@ -152,7 +158,7 @@ def memory_fit(config: dict, node: dict, nodes: int) -> dict[str, Any]:
     dp = nodes * node["gpus"] // (tp * pp)
     estimate = memory.estimate(
         model, config["tokenizer"]["vocab_size"], tp=tp, pp=pp, dp=dp, micro_batch_size=mbs,
-        seq_length=model["seq_length"], precision=training["precision"],
+        seq_length=model["seq_length"], precision=training["precision"], **memory_settings(training),
     )
     fitting = {"micro_batch_size": mbs, "layouts": _fitting(config, node, nodes, mbs)}
     if not fitting["layouts"]:
