@@ -353,8 +353,8 @@ def _torch_adam_loadable(optimizer):
     save (the step comes back through the parameter groups); and it gives every parameter the same step
     tensor, which torch's Adam then increments once per parameter at each step (a step count of 64
     after 4 steps of 15 parameters, and the wrong bias correction). Here the state is allocated first
-    (zeros, step 0; loading overwrites them), the copy leaves 'step' alone, and each parameter gets its
-    own step afterwards."""
+    (zeros, step 0; loading overwrites them), the copy leaves 'step' alone (and runs without autograd,
+    which the data_parallel format's loader forgets), and each parameter gets its own step afterwards."""
     from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE, DistributedOptimizer
 
     parts = [part for part in getattr(optimizer, "chained_optimizers", [optimizer]) if isinstance(part, DistributedOptimizer)]
@@ -374,7 +374,8 @@ def _torch_adam_loadable(optimizer):
         state = self.optimizer.state[self.optimizer.param_groups[group_index]["params"][group_order]]
         step = state.pop("step", None)
         try:
-            copy(self, model_param, tensors)
+            with torch.no_grad():  # the data_parallel format's loader copies into parameter views with autograd on
+                copy(self, model_param, tensors)
         finally:
             if step is not None:
                 state["step"] = step
