@@ -239,7 +239,9 @@ class _Trainer:
 
     # -- setup -----------------------------------------------------------------------------
 
-    def _build(self) -> None:
+    def _build(self, data=None) -> None:
+        """Datasets (or ``data``: an object with ``train``, ``valid`` and ``tokenizer.vocab_size``, as
+        benchmarks/train_throughput.py gives it), model, optimizer and scheduler."""
         from megatron.core import parallel_state
         from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
@@ -249,7 +251,7 @@ class _Trainer:
         from euroflow.train.model import build_model, params_dtype
 
         _seed_everything(self.config["run"]["seed"])
-        self.data = build_datasets(
+        self.data = data or build_datasets(
             self.config,
             self.blend_path,
             self.tokenizer_dir,
