@@ -84,3 +84,23 @@ def test_snakemake_chain_runs_through_the_slurm_plugin(slurm_cluster, tmp_path):
     assert prov.returncode == 0, prov.stderr
     runs = json.loads(prov.stdout)
     assert [(run["status"], run["jobs"]) for run in runs] == [("success", 4)], runs
+
+
+def test_a_drained_node_of_a_finished_allocation_is_one_to_exclude(slurm_cluster, tmp_path, monkeypatch):
+    """What the launcher does after a node failure, on the real cluster: the allocation's nodes from sacct,
+    their state from sinfo; a node the site drained (a health check after an ECC error, say) is excluded."""
+    from euroflow.train.launcher import allocation_node_states, nodes_to_exclude
+
+    for key, value in slurm_cluster.env.items():
+        monkeypatch.setenv(key, value)
+    jobid = slurm_cluster.sbatch("--time=1", f"--output={tmp_path}/%j.out", "--wrap", "true", cwd=tmp_path)
+    assert slurm_cluster.wait(jobid, fields=("State", "NodeList"))["State"] == "COMPLETED"
+    assert allocation_node_states(jobid) == {"localhost": "idle"} and nodes_to_exclude(allocation_node_states(jobid)) == []
+    drain = subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=euroflow-test"],
+                           capture_output=True, text=True, env=slurm_cluster.env)
+    assert drain.returncode == 0, drain.stderr
+    try:
+        assert nodes_to_exclude(allocation_node_states(jobid)) == ["localhost"]
+    finally:
+        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], capture_output=True, env=slurm_cluster.env)
+    assert allocation_node_states(jobid)["localhost"] in ("idle", "mixed", "allocated")

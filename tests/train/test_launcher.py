@@ -45,3 +45,35 @@ def test_requeues_are_bounded_by_progress_not_by_their_number():
     assert job.stalled == 3 and job.stalled >= job.max_stalled
     fresh = _allocation(TrainingJob({}, "b", "t", "o", None), 0, None, 0)
     assert fresh.stalled == 1  # the first allocation ended before its first step
+
+
+# What Slurm and the ranks report, as recorded on clusters (sacct State, the failed task's last lines)
+NCCL_TIMEOUT = ("[rank3]:[E1204 03:12:55.101] [PG ID 0 PG GUID 0(default_pg) Rank 3] Watchdog caught collective operation "
+                "timeout: WorkNCCL(SeqNum=48211, OpType=ALLREDUCE, NumelIn=25165824, Timeout(ms)=600000) ran for 600021 milliseconds")
+ECC = "RuntimeError: CUDA error: uncorrectable ECC error encountered"
+RCCL = "torch.distributed.DistBackendError: RCCL communicator was aborted: RCCL timeout after 1800 s"
+CRASH = "ValueError: training.lr: something the run itself got wrong"
+OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+
+def test_a_failed_node_is_told_from_a_failed_run():
+    from euroflow.train.launcher import node_failure
+
+    assert node_failure("NODE_FAIL", "") == ("NODE_FAIL", "Slurm state NODE_FAIL")
+    assert node_failure("FAILED", NCCL_TIMEOUT)[0] == "NCCL/RCCL timeout"
+    assert node_failure("FAILED", RCCL)[0] == "NCCL/RCCL timeout"
+    assert node_failure("FAILED", ECC) == ("hardware error", "'uncorrectable ECC error' in the job's error output")
+    assert node_failure("FAILED", "NVRM: Xid (PCI:0000:41:00): 79, GPU has fallen off the bus.")[0] == "hardware error"
+    for state, error in (("FAILED", CRASH), ("OUT_OF_MEMORY", OOM), ("FAILED", OOM), ("CANCELLED by 1000", ""), ("TIMEOUT", "")):
+        assert node_failure(state, error) is None, (state, error)
+
+
+def test_the_nodes_slurm_marks_bad_are_excluded():
+    from euroflow.train.launcher import nodes_to_exclude, parse_node_states
+
+    # sinfo -h -N -n lrdn[0101-0104] -o '%N|%T' after a NODE_FAIL on Leonardo: one down (not responding), one drained
+    states = parse_node_states("lrdn0101|allocated\nlrdn0102|down*\nlrdn0103|drained\nlrdn0104|mixed\nlrdn0105|draining@\n")
+    assert states == {"lrdn0101": "allocated", "lrdn0102": "down", "lrdn0103": "drained", "lrdn0104": "mixed", "lrdn0105": "draining"}
+    assert nodes_to_exclude(states) == ["lrdn0102", "lrdn0103", "lrdn0105"]
+    assert nodes_to_exclude(parse_node_states("nid005001|idle\nnid005002|completing\n")) == []
+    assert parse_node_states("") == {}

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     slurm.add_argument("--max-requeues", type=_non_negative, default=200, help="requeues at the walltime before giving up (a backstop)")
     slurm.add_argument("--max-stalled", type=_positive, default=3,
                        help="not requeued after this many allocations in a row without a new training step")
+    slurm.add_argument("--max-node-failures", type=_non_negative, default=3,
+                       help="allocations ended by a bad node (NODE_FAIL, NCCL/RCCL timeout, GPU hardware error) submitted again "
+                            "without the nodes Slurm marks down or drained (default 3)")
     slurm.add_argument("--signal-delay", type=_positive, default=None, help="seconds between USR2 and the walltime (default 600)")
     slurm.add_argument("--allocations", default=None, help="append one JSON line per Slurm allocation here (provenance)")
 
@@ -64,7 +67,8 @@ def _pretrain(args: argparse.Namespace, config: dict) -> dict:
 
         resources = {"nodes": args.nodes, "runtime": args.minutes, "slurm_partition": args.partition, "qos": args.qos}
         return launch(config, args.blend, args.tokenizer, args.out, site_name=args.site, resources=resources,
-                      allocations=args.allocations, max_requeues=args.max_requeues, max_stalled=args.max_stalled, signal_delay_s=args.signal_delay)
+                      allocations=args.allocations, max_requeues=args.max_requeues, max_stalled=args.max_stalled,
+                      max_node_failures=args.max_node_failures, signal_delay_s=args.signal_delay)
     from euroflow.train.guard import DEFAULT_STOP_WAIT_S, trainer_lock
     from euroflow.train.loop import children_die_with_me, pretrain
 

@@ -9,8 +9,13 @@ submits the training job through submitit and waits for it.
   The requeued job resumes from that checkpoint exactly.
 - Requeues are bounded by progress: a job whose last ``max_stalled`` allocations in a row ended
   without a new training step (start-up longer than the allocation, say) is not requeued again;
-  ``max_requeues`` is only a backstop. A crash, an out-of-memory kill or a failed node is not
-  requeued at all: the launcher reports the job id, Slurm state and last error line.
+  ``max_requeues`` is only a backstop. A crash or an out-of-memory kill is not requeued at all: the
+  launcher reports the job id, Slurm state and last error line.
+- A bad node is different: an allocation that ends NODE_FAIL, or whose last error is an NCCL/RCCL
+  timeout or a device hardware error (uncorrectable ECC, a GPU fallen off the bus), is submitted again
+  (resuming from the latest checkpoint) with the allocation's nodes that Slurm now marks down, drained
+  or failing excluded (``--exclude``), at most ``max_node_failures`` times; each such end is a line of
+  the allocations file (outcome "node failure", why, the nodes excluded), so provenance records it.
 - Each Slurm attempt appends one line to the allocations file (``--allocations``), which the
   job's provenance sidecar carries into the database.
 - A relaunch while the previous training job is still queued or running (the Snakemake head
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -167,6 +173,60 @@ def _state(job: submitit.SlurmJob) -> str:
     return states[-1] if proc.returncode == 0 and states else "UNKNOWN"
 
 
+# Last error lines that mean the fabric or the hardware failed, not the run (NCCL / RCCL and the CUDA /
+# HIP runtimes' own wording); anything else is the run's own failure and is not submitted again.
+FABRIC_ERRORS = re.compile(
+    r"Watchdog caught collective operation timeout|ProcessGroupNCCL.{0,80}(?:timeout|timed out)|NCCL.{0,40}(?:timeout|timed out)"
+    r"|ncclSystemError|ncclRemoteError|RCCL.{0,40}(?:timeout|timed out)",
+    re.IGNORECASE,
+)
+HARDWARE_ERRORS = re.compile(r"uncorrectable ECC error|hipErrorECCNotCorrectable|ECC error|fallen off the bus|GPU is lost|Xid \d+",
+                             re.IGNORECASE)
+# sinfo's node states (lower case, suffixes such as '*' not-responding stripped) a node should be avoided in
+BAD_NODE_STATES = frozenset({"down", "drain", "drained", "draining", "fail", "failing", "maint", "reboot_issued", "reboot_requested"})
+DEFAULT_MAX_NODE_FAILURES = 3
+
+
+def node_failure(state: str, error: str) -> tuple[str, str] | None:
+    """(kind, evidence) when an allocation's end looks like a failed node rather than a failed run:
+    kind "NODE_FAIL", "NCCL/RCCL timeout" or "hardware error"; None when it does not."""
+    if state.split()[0:1] == ["NODE_FAIL"]:
+        return "NODE_FAIL", "Slurm state NODE_FAIL"
+    for kind, pattern in (("NCCL/RCCL timeout", FABRIC_ERRORS), ("hardware error", HARDWARE_ERRORS)):
+        found = pattern.search(error)
+        if found:
+            return kind, f"{found.group(0)!r} in the job's error output"
+    return None
+
+
+def parse_node_states(sinfo_output: str) -> dict[str, str]:
+    """``sinfo -h -N -o '%N|%T'`` lines -> {node: state}, the state lower case without sinfo's suffixes."""
+    states = {}
+    for line in sinfo_output.splitlines():
+        node, _, state = line.strip().partition("|")
+        if node and state:
+            states[node] = state.strip().lower().rstrip("*~#!%$@^-+")
+    return states
+
+
+def nodes_to_exclude(states: dict[str, str]) -> list[str]:
+    return sorted(node for node, state in states.items() if state in BAD_NODE_STATES)
+
+
+def allocation_node_states(job_id: str) -> dict[str, str]:
+    """The state Slurm gives now to each node the job's last allocation ran on."""
+    proc = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "NodeList", "-j", job_id], capture_output=True, text=True)
+    lists = [line.strip() for line in proc.stdout.splitlines() if line.strip() and line.strip() != "None assigned"]
+    if proc.returncode or not lists:
+        return {}
+    hosts = subprocess.run(["scontrol", "show", "hostnames", lists[-1]], capture_output=True, text=True)
+    nodes = hosts.stdout.split() if hosts.returncode == 0 else []
+    if not nodes:
+        return {}
+    sinfo = subprocess.run(["sinfo", "-h", "-N", "-n", ",".join(nodes), "-o", "%N|%T"], capture_output=True, text=True)
+    return parse_node_states(sinfo.stdout) if sinfo.returncode == 0 else {}
+
+
 def launch(
     config: dict,
     blend: str,
@@ -178,6 +238,7 @@ def launch(
     allocations: str | None = None,
     max_requeues: int = DEFAULT_MAX_REQUEUES,
     max_stalled: int = DEFAULT_MAX_STALLED,
+    max_node_failures: int = DEFAULT_MAX_NODE_FAILURES,
     signal_delay_s: int | None = None,
     poll_s: float = 10.0,
 ) -> dict:
@@ -199,29 +260,63 @@ def launch(
     executor.update_parameters(**params)
     current = folder / CURRENT_JOB_FILE
     previous = current.read_text(encoding="utf-8").strip() if current.exists() else ""
+    task = TrainingJob(config, str(Path(blend).resolve()), str(Path(tokenizer).resolve()), str(out),
+                       str(Path(allocations).resolve()) if allocations else None, max_stalled)
+
+    def submit() -> submitit.SlurmJob:
+        job = executor.submit(task)
+        current.write_text(job.job_id + "\n", encoding="utf-8")
+        print(f"euroflow: submitted training job {job.job_id} ({params['nodes']} nodes x {params['ntasks_per_node']} tasks, "
+              f"{params['time']} min per allocation, partition {params['partition']})", file=sys.stderr, flush=True)
+        return job
+
     if previous and _alive(previous):
         job = submitit.SlurmJob(folder=folder, job_id=previous, tasks=tuple(range(params["nodes"] * params["ntasks_per_node"])))
         print(f"euroflow: attached to training job {previous}, still in Slurm", file=sys.stderr, flush=True)
     else:
-        job = executor.submit(TrainingJob(config, str(Path(blend).resolve()), str(Path(tokenizer).resolve()), str(out),
-                                          str(Path(allocations).resolve()) if allocations else None, max_stalled))
-        current.write_text(job.job_id + "\n", encoding="utf-8")
-        print(f"euroflow: submitted training job {job.job_id} ({params['nodes']} nodes x {params['ntasks_per_node']} tasks, "
-              f"{params['time']} min per allocation, partition {params['partition']})", file=sys.stderr, flush=True)
-    relay = _OutputRelay(Path(job.paths.stdout))
-    while not job.done():
+        job = submit()
+    excluded: set[str] = set()
+    node_failures = 0
+    while True:
+        relay = _OutputRelay(Path(job.paths.stdout))
+        while not job.done():
+            relay()
+            time.sleep(poll_s)
         relay()
-        time.sleep(poll_s)
-    relay()
-    try:
-        results = job.results()
-    except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = next((line for line in reversed(lines) if "Error" in line or "because" in line), lines[-1] if lines else "")
-        _wait_until_out_of_the_queue(job.job_id, poll_s)  # the state then is the final one, not RUNNING
-        raise EuroflowError(
-            f"training job {job.job_id} ended {_state(job)} and is not requeued: {reason[:400]} (logs: {folder / job.job_id})"
-        ) from None
+        try:
+            results = job.results()
+            break
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = next((line for line in reversed(lines) if "Error" in line or "because" in line), lines[-1] if lines else "")
+            _wait_until_out_of_the_queue(job.job_id, poll_s)  # the state then is the final one, not RUNNING
+            state = _state(job)
+            failure = node_failure(state, str(exc))
+            if failure is None or node_failures >= max_node_failures:
+                spent = f" ({node_failures} node failures already, --max-node-failures)" if failure else ""
+                raise EuroflowError(
+                    f"training job {job.job_id} ended {state} and is not requeued{spent}: {reason[:400]} (logs: {folder / job.job_id})"
+                ) from None
+            node_failures += 1
+            states = allocation_node_states(job.job_id)
+            bad = nodes_to_exclude(states)
+            excluded.update(bad)
+            kind, evidence = failure
+            if allocations:
+                from euroflow.provenance.sidecar import read_allocations
+
+                runs = [a for a in read_allocations(allocations) if str(a["slurm_jobid"]) == job.job_id]
+                _append_json_line(Path(allocations), {
+                    "slurm_jobid": job.job_id, "restart_count": max((int(a.get("restart_count") or 0) for a in runs), default=-1) + 1,
+                    "outcome": f"node failure: {kind}", "state": state, "reason": evidence, "nodelist": ",".join(sorted(states)) or None,
+                    "excluded": bad, "ended_at": time.time(),
+                })
+            print(f"euroflow: training job {job.job_id} ended {state} ({evidence}) on {', '.join(sorted(states)) or 'unknown nodes'}; "
+                  f"submitting it again{' without ' + ', '.join(sorted(excluded)) if excluded else ''} "
+                  f"(node failure {node_failures} of at most {max_node_failures})", file=sys.stderr, flush=True)
+            if excluded:
+                executor.update_parameters(exclude=",".join(sorted(excluded)))
+            job = submit()
     summary = results[0]
     summary["slurm_job_id"] = job.job_id
     if allocations:
