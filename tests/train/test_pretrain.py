@@ -259,9 +259,12 @@ def test_progress_lines_where_no_terminal_is():
     assert [line.split(" step ")[1].split(" ")[0] for line in lines] == ["20/35", "30/35", "35/35"]
     assert "| loss 4.8000 | lr 3.000e-04 | grad norm 1.500 | 12,346 tokens/s |" in lines[0]
     assert "valid loss 4.5000" in lines[1] and lines[2].endswith("ETA 0:00:00") and "peak memory" in lines[2]
+    with _progress(True, 0, 1, stream=stream, mfu_per_token_s=1e-5) as progress:  # a peak given: the MFU too
+        progress(1, {"loss": 1.0, "lr": 1.0, "tokens_per_s": 41234.0})
+    assert "| 41,234 tokens/s | MFU 41.2% |" in stream.getvalue().splitlines()[-1]
     with _progress(False, 0, 5, stream=stream) as progress:  # the other ranks print nothing
         progress(5, {"loss": 1.0, "lr": 1.0, "tokens_per_s": 1.0})
-    assert len(stream.getvalue().splitlines()) == 3
+    assert len(stream.getvalue().splitlines()) == 4
 
 
 def test_killing_the_trainer_takes_its_ranks_with_it(tmp_path, train_inputs):
@@ -317,3 +320,14 @@ def test_the_checkpoint_writers_queue_survives_the_slurm_time_limit_signal():
         assert not alive
     finally:
         proc.kill()
+
+
+def test_the_progress_lines_show_mfu_where_the_gpus_peak_is_known(tmp_path, train_inputs, capsys):
+    from euroflow.sites.plan import flops_per_token
+
+    config = corpus.tiny_config(peak_tflops=0.001)  # 1 GFLOP/s: the tiny model's MFU on a CPU core is then readable
+    pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=2)
+    lines = [line for line in capsys.readouterr().out.splitlines() if " | loss " in line]
+    entry = corpus.read_log(tmp_path)[-1]
+    expected = entry["tokens_per_s"] * flops_per_token(config["model"], 1000) / 1e9
+    assert f"| MFU {expected:.1%} |" in lines[-1], lines

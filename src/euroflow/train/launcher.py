@@ -253,6 +253,10 @@ def launch(
     extra = {"signal_delay_s": signal_delay_s} if signal_delay_s else {}
     params = submission.training_parameters(site, resources, account_name=account,
                                             job_name=f"euroflow-pretrain-{config['run']['name']}", **extra)
+    if config["training"].get("peak_tflops") is None:  # the MFU in the progress lines: the site knows its GPUs
+        node = site["nodes"][site["partitions"][params["partition"]]["node"]]
+        if node.get("peak_bf16_tflops"):
+            config = {**config, "training": {**config["training"], "peak_tflops": node["peak_bf16_tflops"]}}
     out = Path(out_dir).resolve()
     folder = out / SUBMITIT_DIR
     folder.mkdir(parents=True, exist_ok=True)

@@ -433,6 +433,17 @@ class _Trainer:
             if gathering:
                 self.model.enable_forward_pre_hook()
 
+    def _mfu_per_token_s(self) -> float | None:
+        """MFU per token/s of the whole run: (6N + 12*L*H*S) FLOPs per token (as euroflow plan counts
+        them) over the peak of all GPUs; None without a peak (``training.peak_tflops``)."""
+        from euroflow.sites.plan import flops_per_token
+
+        peak = self.training.get("peak_tflops")
+        if not peak:
+            return None
+        flops = flops_per_token(self.config["model"], self.data.tokenizer.vocab_size, self.training["tensor_model_parallel_size"])
+        return flops / (torch.distributed.get_world_size() * peak * 1e12)
+
     def _any_rank(self, *flags: bool) -> list[bool]:
         """Each flag: true on at least one rank (ranks see a signal or a file at different steps)."""
         votes = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=self._device())
@@ -451,7 +462,7 @@ class _Trainer:
         run_start = time.perf_counter()
         step_seconds = []
         try:
-            with _progress(self.rank == 0, start_step, self.train_steps, self.training["log_interval"]) as progress:
+            with _progress(self.rank == 0, start_step, self.train_steps, self.training["log_interval"], mfu_per_token_s=self._mfu_per_token_s()) as progress:
                 for step in range(start_step + 1, self.train_steps + 1):
                     tic = time.perf_counter()
                     entry = self._train_step((step - 1) * self.global_batch_size)
@@ -531,8 +542,9 @@ class _progress:
     output file) one plain line every ``log_interval`` steps and at the last, as Megatron-LM prints them,
     so that ``logs/pretrain.log`` follows the run. A no-op on the other ranks."""
 
-    def __init__(self, enabled: bool, start: int, total: int, log_interval: int = 1, stream=None):
+    def __init__(self, enabled: bool, start: int, total: int, log_interval: int = 1, stream=None, mfu_per_token_s: float | None = None):
         self.enabled, self.start, self.total, self.log_interval = enabled, start, total, log_interval
+        self.mfu_per_token_s = mfu_per_token_s
         self.stream = stream if stream is not None else sys.stdout
 
     def __enter__(self):
@@ -552,7 +564,10 @@ class _progress:
                 parts.append(f"lr {entry['lr']:.3e}")
                 if entry.get("grad_norm") is not None:
                     parts.append(f"grad norm {entry['grad_norm']:.3f}")
-                parts += [f"{entry['tokens_per_s']:,.0f} tokens/s", f"{seconds * 1000:,.0f} ms/step",
+                parts.append(f"{entry['tokens_per_s']:,.0f} tokens/s")
+                if self.mfu_per_token_s:
+                    parts.append(f"MFU {entry['tokens_per_s'] * self.mfu_per_token_s:.1%}")
+                parts += [f"{seconds * 1000:,.0f} ms/step",
                           f"peak memory {_peak_memory_gib():.2f} GiB",
                           f"ETA {_clock(seconds * (self.total - step))}"]
                 print(" | ".join(parts), file=self.stream, flush=True)
