@@ -1,5 +1,6 @@
 """The distributed optimizer with overlapped communication, activation recomputation, sequence
-parallelism and resuming on another TP / DP layout: each against the one-process reference run on gloo."""
+parallelism, compiled layers and resuming on another TP / DP layout: each against the one-process
+reference run on gloo."""
 
 from __future__ import annotations
 
@@ -59,11 +60,22 @@ def test_a_checkpoint_resumes_on_another_layout(before, after, tmp_path, train_i
     assert losses(log) == pytest.approx(losses(reference_run["log"][:16]), abs=1e-4)
 
 
-def test_sequence_parallel_matches_one_process(tmp_path, train_inputs, reference_run):
-    config = corpus.tiny_config(nproc=2, tensor_model_parallel_size=2, sequence_parallel=True)
+def test_sequence_parallel_matches_one_process_and_exports(tmp_path, train_inputs, reference_run):
+    from euroflow.train.export_hf import export_hf
+
+    config = corpus.tiny_config(nproc=2, tensor_model_parallel_size=2, sequence_parallel=True, checkpoint_interval=12)
     pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=12)
     # the norms see half the sequence on each rank; their weights' gradients are all-reduced over TP
     assert losses(corpus.read_log(tmp_path)) == pytest.approx(losses(reference_run["log"][:12]), abs=1e-4)
+    # the export runs in one process (TP 1), where sequence parallelism cannot be
+    check = export_hf(config, tmp_path / "checkpoints", train_inputs["tokenizer"], tmp_path / "hf")
+    assert check["passed"] and check["iteration"] == 12
+
+
+def test_compiled_layers_follow_the_same_curve(tmp_path, train_inputs, reference_run):
+    config = corpus.tiny_config(compile=True)
+    pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=8)
+    assert losses(corpus.read_log(tmp_path)) == pytest.approx(losses(reference_run["log"][:8]), abs=1e-5)
 
 
 @pytest.mark.parametrize("recompute,recomputed", [("none", None), ("selective", "core_attention"), ("full", "layer")])

@@ -191,7 +191,9 @@ def _megatron_side(config: dict, ckpt: Path, vocab_size: int, meta: dict):
     from euroflow.train.model import build_model
 
     export_config = copy.deepcopy(config)
-    export_config["training"].update(tensor_model_parallel_size=1, pipeline_model_parallel_size=1)
+    # one process: no model parallelism, so no sequence parallelism either; nothing to compile or recompute
+    export_config["training"].update(tensor_model_parallel_size=1, pipeline_model_parallel_size=1, sequence_parallel=False,
+                                     compile=False, recompute="none")
     with single_process_group():
         parallel_state.initialize_model_parallel(1, 1)
         try:

@@ -111,4 +111,7 @@ def build_model(config: dict, vocab_size: int, *, pre_process: bool = True, post
     )
     if torch.cuda.is_available():
         gpt.cuda(torch.cuda.current_device())
+    if config["training"]["compile"]:  # per layer, as torchtitan does: one graph, reused by every layer
+        for layer in gpt.decoder.layers:
+            layer.compile()
     return gpt
