@@ -130,3 +130,10 @@ def test_data_parallel_only_checkpoints_resume_at_the_same_model_parallelism_and
     summary = pretrain(one, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=14)  # DP 2 -> 1
     assert summary["resumed_from"] == 10
     assert losses(corpus.read_log(tmp_path)) == pytest.approx(losses(reference_run["log"][:14]), abs=1e-5)
+
+
+def test_megatrons_torch_fusions_follow_the_same_curve(tmp_path, train_inputs, reference_run):
+    """Fused SwiGLU, bias-dropout-add and the vocab-parallel cross entropy, at TP 2."""
+    config = corpus.tiny_config(nproc=2, tensor_model_parallel_size=2, fusions=True)
+    pretrain(config, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=8)
+    assert losses(corpus.read_log(tmp_path)) == pytest.approx(losses(reference_run["log"][:8]), abs=1e-4)

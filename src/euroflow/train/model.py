@@ -64,9 +64,13 @@ def transformer_config(config: dict):
         params_dtype=dtype,
         pipeline_dtype=dtype,
         bf16=dtype == torch.bfloat16,
-        # The fused kernels need Apex/Transformer Engine; the unfused torch paths run everywhere.
-        bias_activation_fusion=False,
-        bias_dropout_fusion=False,
+        # training.fusions: megatron's own fused SwiGLU, bias-dropout-add and vocab-parallel cross entropy
+        # (torch code under torch.compile, so they run wherever torch does); the softmax, norm and rotary
+        # fusions need Apex or Transformer Engine and stay off.
+        bias_activation_fusion=training["fusions"],
+        bias_dropout_fusion=training["fusions"],
+        cross_entropy_loss_fusion=training["fusions"],
+        cross_entropy_fusion_impl="native",
         masked_softmax_fusion=False,
         persist_layer_norm=False,
         apply_rope_fusion=False,
