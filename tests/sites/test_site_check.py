@@ -113,7 +113,7 @@ def test_model_that_does_not_fit_the_gpus_is_an_error(tmp_path, monkeypatch):
     result = check.check("lumi", path)
     assert len(result.problems) == 1
     problem = result.problems[0]  # the message of euroflow plan, for the 4 nodes profiles/lumi submits
-    assert problem.startswith("training.tensor_model_parallel_size/pipeline_model_parallel_size: TP=1 PP=1 needs 205.4 GiB per GPU")
+    assert problem.startswith("training.tensor_model_parallel_size/pipeline_model_parallel_size: TP=1 PP=1 needs 205.5 GiB per GPU")
     assert "usable of a AMD MI250X GCD on lumi; layouts that fit on 4 nodes: TP=8 PP=1" in problem
 
 
@@ -127,7 +127,7 @@ def test_site_check_and_plan_agree_and_end_with_a_verdict(capsys, monkeypatch):
     result = check.check("lumi", EU_1B)
     assert result.problems == [] and result.plan["nodes"] == 4 and result.plan["slurm"]["jobs"] == 3
     assert result.training["parameters"]["nodes"] == result.plan["nodes"]
-    assert result.verdict.startswith("site check lumi: OK: 19 rules; pretrain on 4 nodes (32 GPUs), TP=1 PP=1 DP=32, 34.3 GiB per GPU, "
+    assert result.verdict.startswith("site check lumi: OK: 19 rules; pretrain on 4 nodes (32 GPUs), TP=1 PP=1 DP=32, 35.4 GiB per GPU, "
                                      "105.5 h in 3 chained jobs, 3,376 GPU-hours")
     assert main(["plan", "--site", "lumi", "--config", str(EU_1B), "--json"]) == 0
     planned = json.loads(capsys.readouterr().out)

@@ -35,15 +35,21 @@ attention's A:
   context (4e), and the s x s scores, kept as the fp32 softmax output plus its bf16 copy
   (c*a*s/h, c = 6; fp32 training: c = 4). ``A = 4e + c*a*s/h``. The paper's GPT-3 layer gives
   ``s*b*h*(10 + 24/t + 5*a*s/(h*t))`` by the same method.
-* ``sdpa`` (flash or memory-efficient kernels): queries, the keys and values of the g groups (not
-  expanded), the context, and the kernel's fp32 log-sum-exp per head and position; no scores.
-  ``A = (2 + 2g/a)e + 4a/h``.
+* ``sdpa`` (flash or memory-efficient kernels): the QKV projection's output, which the kernel keeps
+  through its values (a view of it: queries and the g groups' keys and values, not expanded,
+  (1 + 2g/a)e), the rotated queries and keys ((1 + g/a)e), the context (e), and the kernel's fp32
+  log-sum-exp per head and position; no scores. ``A = (3 + 3g/a)e + 4a/h``.
 
 ``recompute``: ``selective`` (the paper's section 4.2: the core attention recomputed in the backward
 pass) drops the scores (unfused) or the log-sum-exp (sdpa); ``full`` keeps only each layer's input
 (e*s*b*h) and, during the backward pass, one layer's activations at a time. ``sequence_parallel``
-(section 4.2.2) splits the replicated part over TP as well: ``s*b*h*(16 + 2e + split)/t``. Rotary
-tables and the causal mask (s*head_dim and s*s bytes, no batch) are left out.
+(section 4.2.2) splits the replicated part over TP as well: ``s*b*h*(16 + 2e + split)/t``. Each
+layer also keeps the rotary cosines and sines it applied to queries and to keys (4*e*s*head_dim bytes,
+whatever the micro batch); the causal mask (s*s bytes, once) is left out.
+
+On CPU (fp32, torch's flash kernel for SDPA, which keeps no scores either) the forward pass's saved
+tensors, counted by storage with ``torch.autograd.graph.saved_tensors_hooks``, are within a few percent
+of this count for both attentions (tests/sites/test_memory.py measures it).
 
 The formula was checked against the tensors autograd saves (``torch.autograd.graph.saved_tensors_hooks``
 on euroflow's ``build_model``, bf16 and fp32) and against one NVIDIA H100 80GB (torch 2.11,
@@ -154,11 +160,12 @@ def estimate(
     if attention == "unfused":  # (inputs and output, what the kernel keeps for its backward)
         core, kernel = 4 * e, SCORE_BYTES[precision] * heads * s / hidden
     else:
-        core, kernel = (2 + 2 * groups / heads) * e, 4 * heads / hidden
+        core, kernel = (3 + 3 * groups / heads) * e, 4 * heads / hidden
     sbh = s * b * hidden
     replicated = (16 + 2 * e) / (tp if sequence_parallel else 1)
     mlp = 5 * e * model["ffn_hidden_size"] / hidden
-    layer = sbh * (replicated + (core + kernel + mlp) / tp)
+    rotary = 4 * e * s * (hidden // heads)  # cos and sin for queries and keys; TP splits the heads, not these
+    layer = sbh * (replicated + (core + kernel + mlp) / tp) + rotary
     if recompute == "full":  # each layer's input, and one layer recomputed at a time in the backward pass
         per_layer, in_backward = sbh * e / (tp if sequence_parallel else 1), layer
     elif recompute == "selective":  # the core attention recomputed: its kernel's tensors are not kept
