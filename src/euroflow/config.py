@@ -194,6 +194,11 @@ def validate(config: dict, source: str = "<config>", schema_path: str | os.PathL
         raise EuroflowError(f"{source}: training.sequence_parallel: needs tensor_model_parallel_size > 1 (it splits the tensor-parallel ranks' activations)")
     if training["overlap_param_gather"] and not training["distributed_optimizer"]:
         raise EuroflowError(f"{source}: training.overlap_param_gather: needs distributed_optimizer: true (only the distributed optimizer gathers parameters)")
+    if training["reshardable_checkpoints"] == "data_parallel" and not (training["distributed_optimizer"] and training["ddp_bucket_size"]):
+        raise EuroflowError(
+            f"{source}: training.reshardable_checkpoints: data_parallel needs distributed_optimizer: true and a ddp_bucket_size "
+            "(it saves the optimizer's buckets as they are; megatron's default bucket size grows with the data-parallel size)"
+        )
     layout = layout_problem(training, training["nproc"], "training.nproc")
     if layout:
         raise EuroflowError(f"{source}: {layout}")

@@ -64,7 +64,10 @@ def test_a_failed_node_is_told_from_a_failed_run():
     assert node_failure("FAILED", RCCL)[0] == "NCCL/RCCL timeout"
     assert node_failure("FAILED", ECC) == ("hardware error", "'uncorrectable ECC error' in the job's error output")
     assert node_failure("FAILED", "NVRM: Xid (PCI:0000:41:00): 79, GPU has fallen off the bus.")[0] == "hardware error"
-    for state, error in (("FAILED", CRASH), ("OUT_OF_MEMORY", OOM), ("FAILED", OOM), ("CANCELLED by 1000", ""), ("TIMEOUT", "")):
+    # NCCL_DEBUG=INFO output names the timeout variables; a rank out of memory leaves the others to the watchdog
+    info = "lrdn0101:12345:12399 [0] NCCL INFO NCCL_IB_TIMEOUT set by environment to 22."
+    for state, error in (("FAILED", CRASH), ("OUT_OF_MEMORY", OOM), ("FAILED", OOM), ("CANCELLED by 1000", ""), ("TIMEOUT", ""),
+                         ("FAILED", info + "\n" + CRASH), ("FAILED", OOM + "\n" + NCCL_TIMEOUT)):
         assert node_failure(state, error) is None, (state, error)
 
 

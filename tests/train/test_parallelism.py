@@ -111,6 +111,7 @@ def test_recomputation_keeps_the_loss_curve(recompute, tmp_path, train_inputs, r
     ({"sequence_parallel": True}, "training.sequence_parallel: needs tensor_model_parallel_size > 1"),
     ({"overlap_param_gather": True}, "training.overlap_param_gather: needs distributed_optimizer: true"),
     ({"recompute": "some"}, "training.recompute"),
+    ({"reshardable_checkpoints": "data_parallel", "distributed_optimizer": True}, "data_parallel needs distributed_optimizer: true and a ddp_bucket_size"),
 ])
 def test_parallelism_settings_that_cannot_work_are_refused_in_one_line(training, message):
     with pytest.raises(EuroflowError, match=message):
@@ -120,13 +121,18 @@ def test_parallelism_settings_that_cannot_work_are_refused_in_one_line(training,
 def test_data_parallel_only_checkpoints_resume_at_the_same_model_parallelism_and_name_it_otherwise(tmp_path, train_inputs, reference_run):
     """reshardable_checkpoints: data_parallel saves each rank's optimizer shard as it is (no gather):
     a resume may change DP, and one that changes TP is refused in one line."""
-    first = corpus.tiny_config(nproc=2, checkpoint_interval=10, distributed_optimizer=True, reshardable_checkpoints="data_parallel")
+    first = corpus.tiny_config(nproc=2, checkpoint_interval=10, distributed_optimizer=True, reshardable_checkpoints="data_parallel",
+                               ddp_bucket_size=20_000)
     pretrain(first, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=10)
     tp2 = corpus.tiny_config(nproc=2, checkpoint_interval=10, distributed_optimizer=True, tensor_model_parallel_size=2)
     with pytest.raises(EuroflowError, match=r"saved with training.reshardable_checkpoints: data_parallel at TP x PP = 1 x 1; "
                                             r"resume with that TP x PP"):
         pretrain(tp2, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=12)
-    one = corpus.tiny_config(checkpoint_interval=10, distributed_optimizer=True, reshardable_checkpoints="data_parallel")
+    plain = corpus.tiny_config(checkpoint_interval=10)  # the plain optimizer cannot read the distributed one's state
+    with pytest.raises(EuroflowError, match=r"saved with training.distributed_optimizer: true, .* resume with distributed_optimizer: true"):
+        pretrain(plain, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=12)
+    one = corpus.tiny_config(checkpoint_interval=10, distributed_optimizer=True, reshardable_checkpoints="data_parallel",
+                             ddp_bucket_size=20_000)
     summary = pretrain(one, train_inputs["blend"], train_inputs["tokenizer"], tmp_path, stop_after_step=14)  # DP 2 -> 1
     assert summary["resumed_from"] == 10
     assert losses(corpus.read_log(tmp_path)) == pytest.approx(losses(reference_run["log"][:14]), abs=1e-5)

@@ -234,6 +234,12 @@ def _fully_reshardable_with_buffer_offsets(method):
     return fixed
 
 
+def _is_distributed(optimizer) -> bool:
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    return any(isinstance(part, DistributedOptimizer) for part in getattr(optimizer, "chained_optimizers", [optimizer]))
+
+
 def _sharded_state_dict(model, optimizer, *, is_loading: bool, rng: dict | None, sharding: str) -> dict:
     from megatron.core.dist_checkpointing.mapping import ShardedObject
     from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
@@ -317,6 +323,7 @@ def save_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
     state = _sharded_state_dict(model, optimizer, is_loading=False, rng=_rng_state(), sharding=sharding)
     state.update(common)
     state["optimizer_sharding"] = sharding
+    state["distributed_optimizer"] = _is_distributed(optimizer)
     state["iteration"] = iteration
     state["opt_param_scheduler"] = scheduler.state_dict()
     state["world_size"] = world
@@ -409,6 +416,12 @@ def load_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
             f"{path}: saved with training.reshardable_checkpoints: data_parallel at TP x PP = {layout[0]} x {layout[1]}; "
             f"resume with that TP x PP (any data-parallel size), or from a checkpoint saved with reshardable_checkpoints: all"
         )
+    saved_distributed = common.get("distributed_optimizer", False)  # none was, before the key was recorded
+    if saved_distributed != _is_distributed(optimizer):
+        raise EuroflowError(
+            f"{path}: saved with training.distributed_optimizer: {str(saved_distributed).lower()}, whose optimizer state this "
+            f"run cannot read; resume with distributed_optimizer: {str(saved_distributed).lower()}"
+        )
     with _torch_adam_loadable(optimizer):
         state = _sharded_state_dict(model, optimizer, is_loading=True, rng=_rng_state(), sharding=sharding)
         if not restore_rng:
@@ -422,7 +435,7 @@ def load_checkpoint(root: str | Path, iteration: int, model, optimizer, schedule
     scheduler.load_state_dict(loaded["opt_param_scheduler"])
     if restore_rng:
         _set_rng_state(loaded["rng_state"])
-    return {k: v for k, v in loaded.items() if k not in ("model", "optimizer", "rng_state", "optimizer_sharding", "layout")}
+    return {k: v for k, v in loaded.items() if k not in ("model", "optimizer", "rng_state", "optimizer_sharding", "layout", "distributed_optimizer")}
 
 
 def load_model_weights(checkpoint_dir: str | Path, gpt_model) -> int:

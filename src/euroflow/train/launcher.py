@@ -175,11 +175,12 @@ def _state(job: submitit.SlurmJob) -> str:
 
 # Last error lines that mean the fabric or the hardware failed, not the run (NCCL / RCCL and the CUDA /
 # HIP runtimes' own wording); anything else is the run's own failure and is not submitted again.
-FABRIC_ERRORS = re.compile(
-    r"Watchdog caught collective operation timeout|ProcessGroupNCCL.{0,80}(?:timeout|timed out)|NCCL.{0,40}(?:timeout|timed out)"
-    r"|ncclSystemError|ncclRemoteError|RCCL.{0,40}(?:timeout|timed out)",
-    re.IGNORECASE,
+FABRIC_ERRORS = re.compile(  # the phrases themselves, case-sensitive: NCCL INFO lines name NCCL_IB_TIMEOUT and the like
+    r"Watchdog caught collective operation timeout|ncclSystemError|ncclRemoteError"
+    r"|(?:NCCL|RCCL) communicator was aborted|(?:NCCL|RCCL) timeout"
 )
+# a rank out of memory leaves the others in a collective until the watchdog fires: the run's failure
+OUT_OF_MEMORY = re.compile(r"OutOfMemoryError|CUDA out of memory|HIP out of memory|hipErrorOutOfMemory")
 HARDWARE_ERRORS = re.compile(r"uncorrectable ECC error|hipErrorECCNotCorrectable|ECC error|fallen off the bus|GPU is lost|Xid \d+",
                              re.IGNORECASE)
 # sinfo's node states (lower case, suffixes such as '*' not-responding stripped) a node should be avoided in
@@ -192,6 +193,8 @@ def node_failure(state: str, error: str) -> tuple[str, str] | None:
     kind "NODE_FAIL", "NCCL/RCCL timeout" or "hardware error"; None when it does not."""
     if state.split()[0:1] == ["NODE_FAIL"]:
         return "NODE_FAIL", "Slurm state NODE_FAIL"
+    if state.split()[0:1] == ["OUT_OF_MEMORY"] or OUT_OF_MEMORY.search(error):
+        return None
     for kind, pattern in (("NCCL/RCCL timeout", FABRIC_ERRORS), ("hardware error", HARDWARE_ERRORS)):
         found = pattern.search(error)
         if found:
@@ -301,11 +304,16 @@ def launch(
                 raise EuroflowError(
                     f"training job {job.job_id} ended {state} and is not requeued{spent}: {reason[:400]} (logs: {folder / job.job_id})"
                 ) from None
-            node_failures += 1
+            kind, evidence = failure
             states = allocation_node_states(job.job_id)
             bad = nodes_to_exclude(states)
+            if kind == "NCCL/RCCL timeout" and not bad:  # a timeout on healthy nodes: a hang of the run's own
+                raise EuroflowError(
+                    f"training job {job.job_id} ended {state} and is not requeued: {evidence}, but Slurm marks none of its nodes "
+                    f"({', '.join(sorted(states)) or 'unknown'}) down or drained: {reason[:300]} (logs: {folder / job.job_id})"
+                ) from None
+            node_failures += 1
             excluded.update(bad)
-            kind, evidence = failure
             if allocations:
                 from euroflow.provenance.sidecar import read_allocations
 
@@ -318,6 +326,11 @@ def launch(
             print(f"euroflow: training job {job.job_id} ended {state} ({evidence}) on {', '.join(sorted(states)) or 'unknown nodes'}; "
                   f"submitting it again{' without ' + ', '.join(sorted(excluded)) if excluded else ''} "
                   f"(node failure {node_failures} of at most {max_node_failures})", file=sys.stderr, flush=True)
+            if _alive(job.job_id):  # Slurm requeued it itself (JobRequeue after NODE_FAIL): wait for that one, not a second
+                print(f"euroflow: training job {job.job_id} is back in the queue (requeued by Slurm); waiting for it",
+                      file=sys.stderr, flush=True)
+                job = submitit.SlurmJob(folder=folder, job_id=job.job_id, tasks=tuple(range(params["nodes"] * params["ntasks_per_node"])))
+                continue
             if excluded:
                 executor.update_parameters(exclude=",".join(sorted(excluded)))
             job = submit()

@@ -19,8 +19,11 @@ with that mark.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+from megatron.core import tensor_parallel
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 
@@ -48,11 +51,13 @@ class SDPAttention(DotProductAttention):
         mask = None
         if attention_mask is not None:  # megatron's mask is True where attention is forbidden
             mask, causal = ~attention_mask, False
-        context = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale,
-            dropout_p=self.config.attention_dropout if self.training else 0.0,
-            enable_gqa=k.size(1) != heads,
-        )
+        dropout = self.attention_dropout.p if self.training else 0.0
+        # as megatron's own: dropout draws from the model-parallel RNG unless sequence parallelism is on
+        rng = tensor_parallel.get_cuda_rng_tracker().fork() if dropout and not self.config.sequence_parallel else contextlib.nullcontext()
+        with rng:
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale, dropout_p=dropout, enable_gqa=k.size(1) != heads,
+            )
         return context.permute(2, 0, 1, 3).reshape(seq, batch, heads * dim)
 
 
