@@ -162,18 +162,19 @@ def estimate(
     else:
         core, kernel = (3 + 3 * groups / heads) * e, 4 * heads / hidden
     sbh = s * b * hidden
-    replicated = (16 + 2 * e) / (tp if sequence_parallel else 1)
+    sp = tp if sequence_parallel else 1  # what sequence parallelism splits the replicated tensors by
+    replicated = (16 + 2 * e) / sp
     mlp = 5 * e * model["ffn_hidden_size"] / hidden
     rotary = 4 * e * s * (hidden // heads)  # cos and sin for queries and keys; TP splits the heads, not these
     layer = sbh * (replicated + (core + kernel + mlp) / tp) + rotary
     if recompute == "full":  # each layer's input, and one layer recomputed at a time in the backward pass
-        per_layer, in_backward = sbh * e / (tp if sequence_parallel else 1), layer
+        per_layer, in_backward = sbh * e / sp, layer
     elif recompute == "selective":  # the core attention recomputed: its kernel's tensors are not kept
         per_layer, in_backward = layer - sbh * kernel / tp, 0
     else:
         per_layer, in_backward = layer, 0
     ids = 16 * s * b
-    logits = (8 / (tp if sequence_parallel else 1) + e) * sbh + (4 + 6) * s * b * vocab / tp
+    logits = (8 / sp + e) * sbh + (4 + 6) * s * b * vocab / tp
 
     first_params = stage_layers * layer_params + vocab * hidden
     first_acts = pp * (stage_layers * per_layer + ids) + in_backward

@@ -234,10 +234,15 @@ def _fully_reshardable_with_buffer_offsets(method):
     return fixed
 
 
-def _is_distributed(optimizer) -> bool:
+def _distributed_parts(optimizer) -> list:
+    """The DistributedOptimizers in megatron's optimizer (a ChainedOptimizer holds one per parameter group kind)."""
     from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 
-    return any(isinstance(part, DistributedOptimizer) for part in getattr(optimizer, "chained_optimizers", [optimizer]))
+    return [part for part in getattr(optimizer, "chained_optimizers", [optimizer]) if isinstance(part, DistributedOptimizer)]
+
+
+def _is_distributed(optimizer) -> bool:
+    return bool(_distributed_parts(optimizer))
 
 
 def _sharded_state_dict(model, optimizer, *, is_loading: bool, rng: dict | None, sharding: str) -> dict:
@@ -364,7 +369,7 @@ def _torch_adam_loadable(optimizer):
     which the data_parallel format's loader forgets), and each parameter gets its own step afterwards."""
     from megatron.core.optimizer.distrib_optimizer import HAVE_APEX_OR_TE, DistributedOptimizer
 
-    parts = [part for part in getattr(optimizer, "chained_optimizers", [optimizer]) if isinstance(part, DistributedOptimizer)]
+    parts = _distributed_parts(optimizer)
     if HAVE_APEX_OR_TE or not parts:
         yield
         return

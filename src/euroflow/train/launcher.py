@@ -277,8 +277,11 @@ def launch(
               f"{params['time']} min per allocation, partition {params['partition']})", file=sys.stderr, flush=True)
         return job
 
+    def attach(job_id: str) -> submitit.SlurmJob:
+        return submitit.SlurmJob(folder=folder, job_id=job_id, tasks=tuple(range(params["nodes"] * params["ntasks_per_node"])))
+
     if previous and _alive(previous):
-        job = submitit.SlurmJob(folder=folder, job_id=previous, tasks=tuple(range(params["nodes"] * params["ntasks_per_node"])))
+        job = attach(previous)
         print(f"euroflow: attached to training job {previous}, still in Slurm", file=sys.stderr, flush=True)
     else:
         job = submit()
@@ -329,7 +332,7 @@ def launch(
             if _alive(job.job_id):  # Slurm requeued it itself (JobRequeue after NODE_FAIL): wait for that one, not a second
                 print(f"euroflow: training job {job.job_id} is back in the queue (requeued by Slurm); waiting for it",
                       file=sys.stderr, flush=True)
-                job = submitit.SlurmJob(folder=folder, job_id=job.job_id, tasks=tuple(range(params["nodes"] * params["ntasks_per_node"])))
+                job = attach(job.job_id)
                 continue
             if excluded:
                 executor.update_parameters(exclude=",".join(sorted(excluded)))

@@ -28,8 +28,8 @@ from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 
 from euroflow.errors import EuroflowError
+from euroflow.sites.memory import ATTENTION  # training.attention's choices, one list for the model and its memory count
 
-KERNELS = ("sdpa", "unfused")  # training.attention
 
 
 class SDPAttention(DotProductAttention):
@@ -75,8 +75,8 @@ def block_spec(config, attention: str):
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 
-    if attention not in KERNELS:
-        raise EuroflowError(f"training.attention: {attention!r} is not one of {', '.join(KERNELS)}")
+    if attention not in ATTENTION:
+        raise EuroflowError(f"training.attention: {attention!r} is not one of {', '.join(ATTENTION)}")
     spec = get_gpt_layer_local_spec(normalization="RMSNorm")
     spec.submodules.input_layernorm = RMSNorm
     spec.submodules.pre_mlp_layernorm = RMSNorm
