@@ -171,3 +171,96 @@ def test_a_restarted_launcher_attaches_to_the_job_still_in_slurm(tmp_path, input
     launcher_python = Path(command[0]).read_text().splitlines()[0].removeprefix("#!")  # the euroflow script's interpreter
     rendered = submission.training_script(params, tmp_path / "out" / "submitit", submission.python_command(site, "euroflow") or launcher_python)
     assert (tmp_path / "out" / "submitit" / f"{jobid}_submission.sh").read_text() == rendered
+
+
+def _running_on(jobid, limit_s=120):
+    """The node a job runs on, once it runs."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        state, _, node = subprocess.run(["squeue", "-h", "-j", jobid, "-o", "%T %N"], capture_output=True,
+                                        text=True).stdout.strip().partition(" ")
+        if state == "RUNNING" and node:
+            return node
+        time.sleep(0.5)
+    raise AssertionError(f"job {jobid} not running after {limit_s} s")
+
+
+@pytest.mark.parametrize("slurm_requeues", [True, False], ids=["slurm-requeues", "site-without-requeue"])
+def test_a_node_that_fails_mid_run_is_left_out_and_the_run_resumes_on_another(tmp_path, inputs, slurm_cluster, monkeypatch, capsys,
+                                                                               slurm_requeues):
+    """A real node failure: the node a training job runs on is drained (as a health check does) and set
+    down, which kills the job (NODE_FAIL). Where Slurm requeues it (JobRequeue=1, the default), the
+    launcher records the failure and keeps the node out of the requeued job (ExcNodeList); on a site
+    that does not requeue (sbatch --no-requeue here), it submits the job again with --exclude. Either
+    way the run resumes from the last checkpoint on the other node and ends at the configured step."""
+    from euroflow.train.checkpoint import latest_iteration
+
+    monkeypatch.setenv("SBATCH_ACCOUNT", "euroflow")
+    if not slurm_requeues:
+        monkeypatch.setenv("SBATCH_NO_REQUEUE", "1")  # sbatch's own variable for --no-requeue
+    steps = 600
+    config = corpus.tiny_config(nproc=2, train_steps=steps, checkpoint_interval=100)
+    allocations, out = tmp_path / "slurm_allocations.jsonl", tmp_path / "slurm"
+    current = out / "submitit" / "current_job"
+    result = {}
+
+    def run():
+        try:
+            result["summary"] = launch(config, str(inputs["blend"]), str(inputs["tokenizer"]), str(out), site_name="slurm-ci",
+                                       resources={"nodes": 1, "runtime": 10, "slurm_partition": "failover"},
+                                       allocations=str(allocations), poll_s=1)
+        except Exception as exc:  # noqa: BLE001  (reported by the assertions below)
+            result["error"] = exc
+
+    launcher = threading.Thread(target=run, daemon=True)
+    launcher.start()
+    failed = None
+    try:
+        deadline = time.time() + 300
+        while not current.exists() and time.time() < deadline:
+            time.sleep(0.5)
+        jobid = current.read_text().strip()
+        failed = _running_on(jobid)
+        while (latest_iteration(out / "checkpoints") or 0) < 100 and time.time() < deadline:
+            assert launcher.is_alive(), result
+            time.sleep(0.5)
+        assert latest_iteration(out / "checkpoints"), "no checkpoint within 300 s"
+        for state in ("drain", "down"):  # drained first: a node set down while slurmd answers is back at once
+            update = subprocess.run(["scontrol", "update", f"nodename={failed}", f"state={state}", "reason=euroflow-test-node-failure"],
+                                    capture_output=True, text=True)
+            assert update.returncode == 0, update.stderr
+        if slurm_requeues:
+            while time.time() < deadline:  # the launcher keeps the node out of the requeued job; then it may start
+                shown = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
+                if f"ExcNodeList={failed}" in shown:
+                    break
+                assert launcher.is_alive(), result
+                time.sleep(0.5)
+            else:
+                raise AssertionError(f"job {jobid} requeued without ExcNodeList={failed}: {shown}")
+            subprocess.run(["scontrol", "update", f"jobid={jobid}", "StartTime=now"], capture_output=True)  # not ~120 s after the requeue
+        launcher.join(timeout=400)
+        assert not launcher.is_alive(), "the launcher did not end within 400 s of the node failure"
+    finally:
+        if failed:
+            subprocess.run(["scontrol", "update", f"nodename={failed}", "state=resume"], capture_output=True)
+    assert "error" not in result, result["error"]
+    summary = result["summary"]
+    other = ({"localhost", "spare"} - {failed}).pop()
+    assert summary["finished"] and summary["last_step"] == steps
+    runs = [json.loads(line) for line in allocations.read_text().splitlines()]
+    assert [r["outcome"] for r in runs] == ["node failure: NODE_FAIL", "finished"], runs
+    assert (runs[0]["slurm_jobid"], runs[0]["restart_count"], runs[0]["nodelist"], runs[0]["excluded"]) == (jobid, 0, failed, [failed])
+    assert runs[1]["nodelist"] == other and runs[1]["resumed_from"] >= 100
+    assert [e["step"] for e in corpus.read_log(out)] == list(range(1, steps + 1))
+    err = capsys.readouterr().err
+    if slurm_requeues:
+        assert summary["slurm_job_id"] == jobid and (runs[1]["slurm_jobid"], runs[1]["restart_count"]) == (jobid, 1)
+        assert _final_states(jobid) == ["NODE_FAIL", "COMPLETED"]
+        assert f"euroflow: training job {jobid} ended NODE_FAIL on {failed}; Slurm requeued it, it runs again without {failed}" in err
+    else:
+        second = summary["slurm_job_id"]
+        assert second != jobid and (runs[1]["slurm_jobid"], runs[1]["restart_count"]) == (second, 0)
+        assert _final_states(jobid) == ["NODE_FAIL"] and _final_states(second) == ["COMPLETED"]
+        assert f"#SBATCH --exclude={failed}\n" in (out / "submitit" / f"{second}_submission.sh").read_text()
+        assert f"euroflow: training job {jobid} ended NODE_FAIL (Slurm state NODE_FAIL) on {failed}; submitting it again without {failed}" in err

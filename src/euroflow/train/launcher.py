@@ -12,10 +12,12 @@ submits the training job through submitit and waits for it.
   ``max_requeues`` is only a backstop. A crash or an out-of-memory kill is not requeued at all: the
   launcher reports the job id, Slurm state and last error line.
 - A bad node is different: an allocation that ends NODE_FAIL, or whose last error is an NCCL/RCCL
-  timeout or a device hardware error (uncorrectable ECC, a GPU fallen off the bus), is submitted again
-  (resuming from the latest checkpoint) with the allocation's nodes that Slurm now marks down, drained
-  or failing excluded (``--exclude``), at most ``max_node_failures`` times; each such end is a line of
-  the allocations file (outcome "node failure", why, the nodes excluded), so provenance records it.
+  timeout or a device hardware error (uncorrectable ECC, a GPU fallen off the bus), runs again
+  (resuming from the latest checkpoint) without the allocation's nodes that Slurm now marks down,
+  drained or failing, at most ``max_node_failures`` times: a NODE_FAIL job Slurm requeued itself (its
+  default where requeues are allowed) gets ``ExcNodeList``, any other is submitted again with
+  ``--exclude``. Each such end is a line of the allocations file (outcome "node failure", why, the
+  nodes excluded), so provenance records it.
 - Each Slurm attempt appends one line to the allocations file (``--allocations``), which the
   job's provenance sidecar carries into the database.
 - A relaunch while the previous training job is still queued or running (the Snakemake head
@@ -216,18 +218,91 @@ def nodes_to_exclude(states: dict[str, str]) -> list[str]:
     return sorted(node for node, state in states.items() if state in BAD_NODE_STATES)
 
 
-def allocation_node_states(job_id: str) -> dict[str, str]:
-    """The state Slurm gives now to each node the job's last allocation ran on."""
-    proc = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "NodeList", "-j", job_id], capture_output=True, text=True)
-    lists = [line.strip() for line in proc.stdout.splitlines() if line.strip() and line.strip() != "None assigned"]
-    if proc.returncode or not lists:
+def node_states(nodelist: str | None) -> dict[str, str]:
+    """The state Slurm gives now to each node of a Slurm node list (``lrdn[0101-0104]``)."""
+    if not nodelist or nodelist == "None assigned":
         return {}
-    hosts = subprocess.run(["scontrol", "show", "hostnames", lists[-1]], capture_output=True, text=True)
+    hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True)
     nodes = hosts.stdout.split() if hosts.returncode == 0 else []
     if not nodes:
         return {}
     sinfo = subprocess.run(["sinfo", "-h", "-N", "-n", ",".join(nodes), "-o", "%N|%T"], capture_output=True, text=True)
     return parse_node_states(sinfo.stdout) if sinfo.returncode == 0 else {}
+
+
+def allocation_node_states(job_id: str) -> dict[str, str]:
+    """The state Slurm gives now to each node the job's last allocation ran on."""
+    proc = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "NodeList", "-j", job_id], capture_output=True, text=True)
+    lists = [line.strip() for line in proc.stdout.splitlines() if line.strip() and line.strip() != "None assigned"]
+    return node_states(lists[-1]) if proc.returncode == 0 and lists else {}
+
+
+def _forget_end(job_id: str) -> None:
+    """submitit caches the first end state it sees for good; a job Slurm requeued runs again."""
+    watcher = submitit.SlurmJob.watcher
+    watcher._finished.discard(job_id)
+    watcher._info_dict.pop(job_id, None)
+
+
+class _NodeFailures:
+    """The node failures of one training run, bounded by ``max_failures``. Each is a line of the
+    allocations file (outcome "node failure: KIND", the evidence, the nodes excluded), and the nodes Slurm
+    marks bad are excluded from every later allocation: through ``--exclude`` on a job submitted again,
+    through ``ExcNodeList`` on one Slurm requeued itself (a NODE_FAIL job is requeued by Slurm when the
+    site allows requeues, which is the default)."""
+
+    def __init__(self, allocations: str | None, max_failures: int):
+        self.allocations = Path(allocations) if allocations else None
+        self.max_failures = max_failures
+        self.count = 0
+        self.excluded: set[str] = set()
+        self.noted: set[tuple[str, int]] = set()  # (job id, run) already counted
+        if self.allocations and self.allocations.exists():  # a restarted launcher records none twice (its budget is new)
+            from euroflow.provenance.sidecar import read_allocations
+
+            self.noted = {(str(entry["slurm_jobid"]), int(entry.get("restart_count") or 0)) for entry in read_allocations(self.allocations)
+                          if str(entry.get("outcome", "")).startswith("node failure")}
+
+    def spent(self) -> bool:
+        return self.count >= self.max_failures
+
+    def note(self, job_id: str, run: int, state: str, kind: str, evidence: str, states: dict[str, str]) -> list[str]:
+        """Record one node failure; returns the nodes to exclude from now on."""
+        self.noted.add((job_id, run))
+        self.count += 1
+        bad = nodes_to_exclude(states)
+        self.excluded.update(bad)
+        if self.allocations:
+            _append_json_line(self.allocations, {
+                "slurm_jobid": job_id, "restart_count": run, "outcome": f"node failure: {kind}", "state": state,
+                "reason": evidence, "nodelist": ",".join(sorted(states)) or None, "excluded": bad, "ended_at": time.time(),
+            })
+        return bad
+
+    def watch(self, job_id: str) -> None:
+        """Note the runs of ``job_id`` that ended NODE_FAIL and that Slurm requeued (the job is queued
+        again under its id), and keep their bad nodes out of the next run."""
+        from euroflow.provenance.slurm_accounting import query_sacct
+
+        runs = query_sacct([job_id]).get(job_id, [])
+        for run in runs[:-1]:  # the last one is the run queued or running now
+            if run["state"] != "NODE_FAIL" or (job_id, run["restart_count"]) in self.noted:
+                continue
+            if self.spent():
+                subprocess.run(["scancel", job_id], capture_output=True)
+                raise EuroflowError(f"training job {job_id} ended NODE_FAIL again after {self.count} node failures "
+                                    f"(--max-node-failures): cancelled, not run again (logs: the job's submitit folder)")
+            states = node_states(run["nodelist"])
+            self.note(job_id, run["restart_count"], "NODE_FAIL", "NODE_FAIL", "Slurm state NODE_FAIL", states)
+            where = ", ".join(sorted(states)) or "unknown nodes"
+            excluded = ""
+            if self.excluded:
+                update = subprocess.run(["scontrol", "update", f"jobid={job_id}", f"ExcNodeList={','.join(sorted(self.excluded))}"],
+                                        capture_output=True, text=True)
+                excluded = (f" without {', '.join(sorted(self.excluded))}" if update.returncode == 0 else
+                            f" (its nodes could not be excluded, it started already: {update.stderr.strip()[:200]})")
+            print(f"euroflow: training job {job_id} ended NODE_FAIL on {where}; Slurm requeued it, it runs again{excluded} "
+                  f"(node failure {self.count} of at most {self.max_failures})", file=sys.stderr, flush=True)
 
 
 def launch(
@@ -285,55 +360,48 @@ def launch(
         print(f"euroflow: attached to training job {previous}, still in Slurm", file=sys.stderr, flush=True)
     else:
         job = submit()
-    excluded: set[str] = set()
-    node_failures = 0
+    failures = _NodeFailures(allocations, max_node_failures)
     while True:
         relay = _OutputRelay(Path(job.paths.stdout))
         while not job.done():
             relay()
+            failures.watch(job.job_id)
             time.sleep(poll_s)
         relay()
         try:
             results = job.results()
             break
         except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
+            if _alive(job.job_id):  # submitit saw the end of a run that Slurm requeued (NODE_FAIL): it runs again
+                failures.watch(job.job_id)
+                _forget_end(job.job_id)
+                job = attach(job.job_id)
+                continue
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             reason = next((line for line in reversed(lines) if "Error" in line or "because" in line), lines[-1] if lines else "")
             _wait_until_out_of_the_queue(job.job_id, poll_s)  # the state then is the final one, not RUNNING
             state = _state(job)
             failure = node_failure(state, str(exc))
-            if failure is None or node_failures >= max_node_failures:
-                spent = f" ({node_failures} node failures already, --max-node-failures)" if failure else ""
+            if failure is None or failures.spent():
+                spent = f" ({failures.count} node failures already, --max-node-failures)" if failure else ""
                 raise EuroflowError(
                     f"training job {job.job_id} ended {state} and is not requeued{spent}: {reason[:400]} (logs: {folder / job.job_id})"
                 ) from None
             kind, evidence = failure
-            states = allocation_node_states(job.job_id)
-            bad = nodes_to_exclude(states)
-            if kind == "NCCL/RCCL timeout" and not bad:  # a timeout on healthy nodes: a hang of the run's own
+            from euroflow.provenance.slurm_accounting import query_sacct
+
+            runs = query_sacct([job.job_id]).get(job.job_id, [])
+            states = node_states(runs[-1]["nodelist"]) if runs else allocation_node_states(job.job_id)
+            if kind == "NCCL/RCCL timeout" and not nodes_to_exclude(states):  # a timeout on healthy nodes: a hang of the run's own
                 raise EuroflowError(
                     f"training job {job.job_id} ended {state} and is not requeued: {evidence}, but Slurm marks none of its nodes "
                     f"({', '.join(sorted(states)) or 'unknown'}) down or drained: {reason[:300]} (logs: {folder / job.job_id})"
                 ) from None
-            node_failures += 1
-            excluded.update(bad)
-            if allocations:
-                from euroflow.provenance.sidecar import read_allocations
-
-                runs = [a for a in read_allocations(allocations) if str(a["slurm_jobid"]) == job.job_id]
-                _append_json_line(Path(allocations), {
-                    "slurm_jobid": job.job_id, "restart_count": max((int(a.get("restart_count") or 0) for a in runs), default=-1) + 1,
-                    "outcome": f"node failure: {kind}", "state": state, "reason": evidence, "nodelist": ",".join(sorted(states)) or None,
-                    "excluded": bad, "ended_at": time.time(),
-                })
+            failures.note(job.job_id, len(runs) - 1 if runs else 0, state, kind, evidence, states)
+            excluded = failures.excluded
             print(f"euroflow: training job {job.job_id} ended {state} ({evidence}) on {', '.join(sorted(states)) or 'unknown nodes'}; "
                   f"submitting it again{' without ' + ', '.join(sorted(excluded)) if excluded else ''} "
-                  f"(node failure {node_failures} of at most {max_node_failures})", file=sys.stderr, flush=True)
-            if _alive(job.job_id):  # Slurm requeued it itself (JobRequeue after NODE_FAIL): wait for that one, not a second
-                print(f"euroflow: training job {job.job_id} is back in the queue (requeued by Slurm); waiting for it",
-                      file=sys.stderr, flush=True)
-                job = attach(job.job_id)
-                continue
+                  f"(node failure {failures.count} of at most {max_node_failures})", file=sys.stderr, flush=True)
             if excluded:
                 executor.update_parameters(exclude=",".join(sorted(excluded)))
             job = submit()
@@ -379,4 +447,5 @@ def _complete_allocations(path: Path, job_id: str) -> None:
     known = {(a["slurm_jobid"], int(a.get("restart_count") or 0)) for a in read_allocations(path)}
     for run in query_sacct([job_id]).get(job_id, []):
         if (job_id, run["restart_count"]) not in known:
-            _append_json_line(path, {**run, "outcome": "requeued before training started"})
+            outcome = "node failure: NODE_FAIL" if run["state"] == "NODE_FAIL" else "requeued before training started"
+            _append_json_line(path, {**run, "outcome": outcome})

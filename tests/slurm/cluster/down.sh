@@ -51,7 +51,8 @@ stop_all() {
     done
 }
 # Slurm daemons first (slurmdbd after slurmctld, which reports to it), then what slurmdbd needs
-stop_all slurmd:run/slurmd.pid slurmctld:run/slurmctld.pid
+# slurmd.pid: the single slurmd of clusters up.sh started before the spare node
+stop_all slurmd:run/slurmd-localhost.pid slurmd:run/slurmd-spare.pid slurmd:run/slurmd.pid slurmctld:run/slurmctld.pid
 stop_all slurmdbd:run/slurmdbd.pid
 stop_all mariadbd:mysql-run/mariadbd.pid munged:munge/munged.pid
 

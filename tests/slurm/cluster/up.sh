@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Bring up a real one-node Slurm cluster on localhost for the tests marked `slurm`:
-# munged, a private MariaDB, slurmdbd, slurmctld and slurmd (`-N localhost`), all from Debian packages.
+# Bring up a real Slurm cluster on localhost for the tests marked `slurm`: munged, a private MariaDB,
+# slurmdbd, slurmctld and two slurmd (`-N localhost`, `-N spare`: two nodes on one machine), all from
+# Debian packages.
 # Idempotent: what already runs is kept. State, logs and pid files live under $EUROFLOW_SLURM_ROOT
 # (default /tmp/euroflow-slurm); /etc/slurm/{slurm,gres,slurmdbd}.conf link there.
 #   up.sh           bring the cluster up (installs the packages first when root on Debian)
@@ -16,6 +17,7 @@ DB_PORT=${EUROFLOW_SLURM_DB_PORT:-3307}
 CLUSTER=euroflow
 ACCOUNT=euroflow
 NODE=localhost
+SPARE=spare  # the second slurmd on this machine (partition failover): tests fail one node and run on the other
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
 COMMANDS=(slurmctld slurmd slurmdbd sbatch sacct sacctmgr munged mariadbd mariadb-install-db)
 
@@ -66,20 +68,21 @@ detach() {
     )
 }
 
-node_state() { sinfo -h -N -n "$NODE" -o '%t' 2>/dev/null | head -n1; }
-node_ready() { case "$(node_state)" in idle | mix | alloc) return 0 ;; *) return 1 ;; esac; }
+node_state() { sinfo -h -N -n "${1:-$NODE}" -o '%t' 2>/dev/null | head -n1; }
+node_ready() { case "$(node_state "${1:-$NODE}")" in idle | mix | alloc) return 0 ;; *) return 1 ;; esac; }
 
 is_up() {
     alive mariadbd "$ROOT/mysql-run/mariadbd.pid" >/dev/null &&
         alive slurmdbd "$ROOT/run/slurmdbd.pid" >/dev/null &&
         alive slurmctld "$ROOT/run/slurmctld.pid" >/dev/null &&
-        alive slurmd "$ROOT/run/slurmd.pid" >/dev/null &&
+        alive slurmd "$ROOT/run/slurmd-$NODE.pid" >/dev/null &&
+        alive slurmd "$ROOT/run/slurmd-$SPARE.pid" >/dev/null &&
         [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$ROOT/etc/slurm.conf" ] &&
-        node_ready && sacct -n -X -o JobID >/dev/null 2>&1
+        node_ready "$NODE" && node_ready "$SPARE" && sacct -n -X -o JobID >/dev/null 2>&1
 }
 
 if [ "${1:-}" = "--check" ]; then
-    if is_up; then say "up, node $NODE $(node_state)"; exit 0; else say "not up"; exit 1; fi
+    if is_up; then say "up, nodes $NODE $(node_state "$NODE") and $SPARE $(node_state "$SPARE")"; exit 0; else say "not up"; exit 1; fi
 fi
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (daemons, /etc/slurm, /run/munge); run as root, e.g. in CI or a container"
@@ -103,7 +106,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- configuration ------------------------------------------------------------------------
-mkdir -p "$ROOT"/{etc,log,run,dev,spool/slurmctld,spool/slurmd}
+mkdir -p "$ROOT"/{etc,log,run,dev,spool/slurmctld,spool/slurmd-$NODE,spool/slurmd-$SPARE}
 chmod 755 "$ROOT"
 CPUS=$(nproc)
 MEM_MB=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
@@ -133,8 +136,14 @@ for f in slurm.conf gres.conf slurmdbd.conf; do
     ln -sfn "$ROOT/etc/$f" "/etc/slurm/$f"
 done
 
+# the training launcher's rendezvous address is the first node's name, as on a real cluster: it must resolve
+if ! getent hosts "$SPARE" >/dev/null 2>&1; then
+    { echo "127.0.0.1 $SPARE  # euroflow test cluster (tests/slurm/cluster/up.sh)" >>/etc/hosts; } 2>/dev/null ||
+        say "WARNING: could not add $SPARE to /etc/hosts: training jobs on node $SPARE cannot start"
+fi
+
 if [ -z "$changed" ] && is_up; then  # already up with this configuration
-    say "up, node $NODE $(node_state), $(elapsed) s (was already up)"
+    say "up, nodes $NODE and $SPARE, $(elapsed) s (was already up)"
     exit 0
 fi
 
@@ -217,20 +226,24 @@ if ! alive slurmctld "$ROOT/run/slurmctld.pid" >/dev/null; then
     detach "$ROOT/log/slurmctld.out" slurmctld || fail "slurmctld did not start"
     wait_for 30 "slurmctld answering" --daemon slurmctld "$ROOT/run/slurmctld.pid" scontrol ping
 fi
-FAIL_LOGS=("$ROOT/log/slurmd.log" "$ROOT/log/slurmctld.log")
-if ! alive slurmd "$ROOT/run/slurmd.pid" >/dev/null; then
-    detach "$ROOT/log/slurmd.out" slurmd -N "$NODE" || fail "slurmd did not start"
-fi
+FAIL_LOGS=("$ROOT/log/slurmd-$NODE.log" "$ROOT/log/slurmd-$SPARE.log" "$ROOT/log/slurmctld.log")
+for node in "$NODE" "$SPARE"; do
+    if ! alive slurmd "$ROOT/run/slurmd-$node.pid" >/dev/null; then
+        detach "$ROOT/log/slurmd-$node.out" slurmd -N "$node" || fail "slurmd -N $node did not start"
+    fi
+done
 deadline=$(( $(date +%s) + 60 ))
-until node_ready; do
-    state=$(node_state)
-    case "$state" in
-        down* | drain* | drng* | fail*) scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
-    esac
-    [ "$(date +%s)" -lt "$deadline" ] || fail "node $NODE is '${state:-unknown}', not idle, after 60 s"
-    sleep 0.2
+for node in "$NODE" "$SPARE"; do
+    until node_ready "$node"; do  # a node a test failed or drained (and did not live to resume) comes back
+        state=$(node_state "$node")
+        case "$state" in
+            down* | drain* | drng* | fail*) scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true ;;
+        esac
+        [ "$(date +%s)" -lt "$deadline" ] || fail "node $node is '${state:-unknown}', not idle, after 60 s"
+        sleep 0.2
+    done
 done
 FAIL_LOGS=("$ROOT/log/slurmdbd.log")
 wait_for 30 "sacct answering" sacct -n -X -o JobID
 
-say "up, node $NODE $(node_state), $(elapsed) s"
+say "up, nodes $NODE $(node_state "$NODE") and $SPARE $(node_state "$SPARE"), $(elapsed) s"
