@@ -46,6 +46,7 @@ rule all:
         paths.loss_curve,
         paths.eval_file("report.md"),
         paths.quality("md"),
+        paths.gates("md"),
         paths.bundle_manifest,
 
 

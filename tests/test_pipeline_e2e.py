@@ -58,7 +58,7 @@ def test_every_stage_left_its_outputs(e2e):
     expected += [paths.tokenized_prefix(l, "ntrex", "train") + ext for l in LANGS for ext in (".bin", ".idx")]
     expected += [paths.train_log, paths.loss_curve, paths.hf_model + "/config.json"]
     expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png")]
-    expected += [paths.gguf("F16"), paths.gguf("Q8_0"), paths.int8, paths.quality("md")]
+    expected += [paths.gguf("F16"), paths.gguf("Q8_0"), paths.imatrix, paths.gguf("Q4_K_M"), paths.int8, paths.quality("md"), paths.gates("md")]
     expected += [paths.bundle_manifest]
     missing = [p for p in expected if not Path(p).exists()]
     assert not missing
@@ -80,8 +80,8 @@ def test_provenance_has_one_row_per_job(e2e):
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
     # 7 data jobs per language (evaluation n-grams, one shard, its dedup bands in one job, merged), weights, blend,
-    # tokenizer, parity, pretrain, export, 3 eval, 2 gguf, int8, quality, bundle
-    assert len(jobs) == 7 * len(LANGS) + 15
+    # tokenizer, parity, pretrain, export, 3 eval, 2 gguf, importance matrix, 1 K-quant, int8, quality, gates, bundle
+    assert len(jobs) == 7 * len(LANGS) + 18
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit

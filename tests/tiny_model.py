@@ -25,7 +25,8 @@ def train_tokenizer(out_dir: Path, texts: list[str]) -> Path:
     return Path(train_tokenizer_from_texts(texts, VOCAB_SIZE, out_dir))
 
 
-def build_model_dir(out_dir: Path, data_root: Path, *, train_steps: int = 30, max_positions: int = 64, tied: bool = False) -> Path:
+def build_model_dir(out_dir: Path, data_root: Path, *, train_steps: int = 30, max_positions: int = 64, tied: bool = False,
+                    hidden_size: int = 64, intermediate_size: int = 160) -> Path:
     """Tokenizer + ``LlamaForCausalLM`` (2 layers, hidden 64, 4 heads / 2 KV heads) saved with save_pretrained."""
     import shutil
 
@@ -41,8 +42,8 @@ def build_model_dir(out_dir: Path, data_root: Path, *, train_steps: int = 30, ma
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=sp.get_piece_size(),
-        hidden_size=64,
-        intermediate_size=160,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -302,11 +302,19 @@ class RunPaths:
         return self._p("quantized", f"{self.config['run']['name']}-{qtype}.gguf")
 
     @property
+    def imatrix(self) -> str:
+        """llama.cpp's importance matrix of the HF export over a language-balanced training sample."""
+        return self._p("quantized", f"{self.config['run']['name']}.imatrix.gguf")
+
+    @property
     def int8(self) -> str:
         return self._p("quantized", f"{self.config['run']['name']}-int8.pt")
 
     def quality(self, ext: str) -> str:
         return self._p("quantized", f"quality.{ext}")
+
+    def gates(self, ext: str) -> str:
+        return self._p("quantized", f"gates.{ext}")
 
 
 def artifact_category(path: str) -> str:
@@ -350,6 +358,8 @@ def artifact_category(path: str) -> str:
         return "hf_export"
     if within("eval"):
         return "eval_report"
+    if name.endswith(".imatrix.gguf"):
+        return "importance_matrix"
     if name.endswith((".gguf", "-int8.pt")):
         return "quantized_model"
     if within("reports") or within("quantized"):

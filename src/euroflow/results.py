@@ -46,10 +46,14 @@ def artifacts(paths: RunPaths) -> list[tuple[str, str]]:
         ("evaluation report", paths.eval_file("report.md")),
         ("evaluation chart", paths.eval_file("report.png")),
     ]
+    from euroflow.quantize.kquant import KQUANT_FTYPES
+
+    if quant["imatrix"]["tokens_per_language"] and set(quant["gguf"]) & set(KQUANT_FTYPES):
+        rows.append(("importance matrix", paths.imatrix))
     rows += [(f"GGUF {q}", paths.gguf(q)) for q in quant["gguf"]]
     if quant["torch_int8"]:
         rows.append(("torch int8", paths.int8))
-    rows += [("quantization quality", paths.quality("md")), ("provenance store", paths.provenance_db)]
+    rows += [("quantization quality", paths.quality("md")), ("quantization gates", paths.gates("md")), ("provenance store", paths.provenance_db)]
     return rows
 
 

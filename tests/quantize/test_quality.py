@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -35,8 +36,14 @@ def test_quality_table_for_two_languages(tiny_model_dir, data_root, variants, tm
     assert rows["gguf-F16"]["file_size"] > rows["gguf-Q8_0"]["file_size"]
     assert rows["gguf-Q8_0"]["file_size"] == gguf_files["Q8_0"].stat().st_size
 
+    # KL of each variant's next-token distribution from the reference's: none for the reference, least for F16
+    assert rows["hf-fp32"]["kl"] == {"en": 0.0, "uk": 0.0}
+    assert 0 < rows["gguf-F16"]["max_kl"] < rows["gguf-Q8_0"]["mean_kl"] < 0.05
+    assert rows["gguf-Q8_0"]["bpb_increase"]["uk"] == pytest.approx(
+        (rows["gguf-Q8_0"]["bpb"]["uk"] - rows["hf-fp32"]["bpb"]["uk"]) / rows["hf-fp32"]["bpb"]["uk"])
+
     markdown = out_md.read_text()
-    assert "| variant | file size (MiB) | mean bpb | mean delta | max abs delta |" in markdown
+    assert "| variant | file size (MiB) | mean bpb | mean delta | max abs delta | mean KL | max KL |" in markdown
     assert "| language | hf-fp32 | " in markdown
     assert "\n| en | " in markdown and "\n| uk | " in markdown
     for name in rows:
@@ -55,3 +62,37 @@ def test_gguf_of_another_tokenizer_is_rejected(tiny_model_dir, data_root, tmp_pa
     export_gguf(other, tmp_path / "other.gguf", "F16")
     with pytest.raises(EuroflowError, match="not this model's tokenizer"):
         quality_table(tiny_model_dir, [tmp_path / "other.gguf"], None, data_root, ["en"], max_sentences=2)
+
+
+def test_gates_pass_with_the_table_and_fail_naming_language_variant_and_figure(tiny_model_dir, data_root, variants, tmp_path, capsys):
+    gguf_files, int8 = variants
+    quality = tmp_path / "quality.json"
+    assert quantize_main(["quality", "--model", str(tiny_model_dir), "--gguf", str(gguf_files["Q8_0"]), "--int8", str(int8),
+                          "--data-root", str(data_root), "--languages", "de,ka", "--max-sentences", "12",
+                          "--out-json", str(quality), "--out-md", str(tmp_path / "quality.md")]) == 0
+    table = json.loads(quality.read_text())
+    out_json, out_md = tmp_path / "gates.json", tmp_path / "gates.md"
+    gates = ["gates", "--quality", str(quality), "--out-json", str(out_json), "--out-md", str(out_md)]
+
+    assert quantize_main([*gates, "--gate", "Q8_0=0.5,0.5", "--gate", "int8=0.5,-"]) == 0
+    result = json.loads(out_json.read_text())
+    assert [(r["variant"], r["language"], r["verdict"]) for r in result["rows"]] == [
+        ("gguf-Q8_0", "de", "pass"), ("gguf-Q8_0", "ka", "pass"), ("torch-int8", "de", "pass"), ("torch-int8", "ka", "pass")]
+    assert result["rows"][1]["kl"] == table["variants"][1]["kl"]["ka"] and result["rows"][3]["max_kl"] is None
+    assert re.search(r"\n\| gguf-Q8_0 +\| ka +\| [0-9.]+ \| +[+-][0-9.]+% \| \+50\.00% \| [0-9.]+ \| +0\.5000 \| pass +\|\n", out_md.read_text())
+    out_json.unlink()
+
+    # a threshold of 0 (a quantized variant always diverges a little): every language of that variant fails,
+    # by name and figure, and nothing is written
+    capsys.readouterr()
+    with pytest.raises(EuroflowError) as failure:
+        quantize_main([*gates, "--gate", "Q8_0=-,0", "--gate", "int8=0.5,0.5"])
+    kl = table["variants"][1]["kl"]
+    assert str(failure.value).startswith("quantization gates failed for 2 of 4 variant-language pairs "
+                                         f"(gguf-Q8_0 de KL {kl['de']:.3g} > 0; gguf-Q8_0 ka KL {kl['ka']:.3g} > 0)")
+    assert "set quantization.gates.<variant>" in str(failure.value)
+    err = capsys.readouterr().err
+    assert "| gguf-Q8_0 | de " in err and "FAIL: KL" in err and "torch-int8" not in err
+    assert not out_json.exists()
+    with pytest.raises(EuroflowError, match=r"^--gate 'Q8_0=0.01': expected VARIANT=BPB,KL"):
+        quantize_main([*gates, "--gate", "Q8_0=0.01"])

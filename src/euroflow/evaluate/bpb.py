@@ -20,19 +20,22 @@ UNIFORM_BYTE_BPB = 8.0
 FLORES_SPLIT = "test"
 
 
-def bits_per_byte(model, tokenizer: SpTokenizer, sentences: Iterable[str], *, batch_size: int = 16) -> dict:
-    """bpb of ``sentences`` plus the totals it is made of (bits, bytes, predicted tokens)."""
+def bits_per_byte(model, tokenizer: SpTokenizer, sentences: Iterable[str], *, batch_size: int = 16, reference=None) -> dict:
+    """bpb of ``sentences`` plus the totals it is made of (bits, bytes, predicted tokens); given a
+    ``reference`` model, also the mean KL(reference || model) per predicted token (nats)."""
     sentences = list(sentences)
     if not sentences:
         raise ValueError("no sentences to score")
     requests = [Request([tokenizer.bos_id, *ids, tokenizer.eos_id], 1) for ids in tokenizer.encode_batch(sentences)]
     long_sentences = sum(len(r.ids) > int(model.config.max_position_embeddings) for r in requests)
-    scores = score_requests(model, requests, batch_size=batch_size, pad_id=tokenizer.unk_id)
+    scores = score_requests(model, requests, batch_size=batch_size, pad_id=tokenizer.unk_id, reference=reference)
     nll_nats = math.fsum(s.nll for s in scores)
     bits = nll_nats / math.log(2)
     n_bytes = sum(len(s.encode("utf-8")) for s in sentences)
     tokens = sum(s.n_targets for s in scores)
+    kl = {} if reference is None else {"kl_per_token": math.fsum(s.kl for s in scores) / tokens}
     return {
+        **kl,
         "bpb": bits / n_bytes,
         "bits": bits,
         "bytes": n_bytes,

@@ -3,7 +3,10 @@
 A request is ``(ids, first_target)``: the negative log-likelihood (nats) of ``ids[i]`` given
 ``ids[:i]`` summed over ``first_target <= i < len(ids)``. Requests longer than the model's context are
 split into windows (:func:`windows`). Batches are right-padded with an attention mask; windows are
-grouped by length (stable sort), and results come back in request order.
+grouped by length (stable sort), and results come back in request order. Given a ``reference``
+model, each score also carries the KL divergence of the model's next-token distribution from the
+reference's, KL(reference || model) in nats summed over the same targets (llama.cpp's
+``perplexity --kl-divergence`` figure), both models run on the same batches.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ class Request:
 class Score:
     nll: float  # nats, summed over the target tokens
     n_targets: int
+    kl: float | None = None  # nats, summed over the target tokens: KL(reference || model), given a reference
 
 
-def score_requests(model, requests: list[Request], *, batch_size: int = 16, pad_id: int = 0) -> list[Score]:
+def score_requests(model, requests: list[Request], *, batch_size: int = 16, pad_id: int = 0, reference=None) -> list[Score]:
     """Scores of ``requests`` in order; a request longer than the model's context is split by :func:`windows`."""
     if batch_size < 1:
         raise EuroflowError(f"batch_size={batch_size}: must be >= 1")
@@ -49,18 +53,20 @@ def score_requests(model, requests: list[Request], *, batch_size: int = 16, pad_
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            for index, score in zip(chunk, _score_batch(model, [pieces[i] for i in chunk], pad_id)):
+            for index, score in zip(chunk, _score_batch(model, [pieces[i] for i in chunk], pad_id, reference)):
                 piece_scores[index] = score
 
     nll = [0.0] * len(requests)
+    kl = [0.0] * len(requests)
     n_targets = [0] * len(requests)
     for index, score in zip(owner, piece_scores):
         nll[index] += score.nll
+        kl[index] += score.kl or 0.0
         n_targets[index] += score.n_targets
-    return [Score(nll=a, n_targets=b) for a, b in zip(nll, n_targets)]
+    return [Score(nll=a, n_targets=b, kl=c if reference is not None else None) for a, b, c in zip(nll, n_targets, kl)]
 
 
-def _score_batch(model, batch: list[Request], pad_id: int) -> list[Score]:
+def _score_batch(model, batch: list[Request], pad_id: int, reference=None) -> list[Score]:
     width = max(len(r.ids) for r in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
@@ -70,6 +76,11 @@ def _score_batch(model, batch: list[Request], pad_id: int) -> list[Score]:
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
     logits = model(input_ids=input_ids, attention_mask=attention.to(device)).logits.float()
+    reference_logits = None
+    if reference is not None:
+        reference_device = next(reference.parameters()).device
+        reference_logits = reference(input_ids=input_ids.to(reference_device),
+                                     attention_mask=attention.to(reference_device)).logits.float().to(device)
     scores = []
     for row, request in enumerate(batch):
         # position i-1 predicts token i
@@ -77,7 +88,11 @@ def _score_batch(model, batch: list[Request], pad_id: int) -> list[Score]:
         targets = input_ids[row, request.first_target : len(request.ids)]
         logprobs = torch.log_softmax(predicting, dim=-1)
         picked = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
-        scores.append(Score(nll=float(-picked.double().sum()), n_targets=len(targets)))
+        kl = None
+        if reference_logits is not None:
+            expected = torch.log_softmax(reference_logits[row, request.first_target - 1 : len(request.ids) - 1], dim=-1).double()
+            kl = float((expected.exp() * (expected - logprobs.double())).sum())
+        scores.append(Score(nll=float(-picked.double().sum()), n_targets=len(targets), kl=kl))
     return scores
 
 

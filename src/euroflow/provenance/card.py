@@ -698,7 +698,7 @@ def _evaluation_sets(record: _Record, notes: list[str]) -> Any:
 def _outputs_section(record: _Record) -> dict[str, Any]:
     notes: list[str] = []
     out: dict[str, Any] = {}
-    for category in ("checkpoint", "hf_export", "quantized_model"):
+    for category in ("checkpoint", "hf_export", "importance_matrix", "quantized_model"):
         found = record.of(category)
         if category == "hf_export":  # the export directory, not files recorded inside it
             found = [a for a in found if os.path.basename(a["path"]) == "hf"] or found
@@ -1038,7 +1038,10 @@ def card_markdown(card: dict[str, Any]) -> str:
 
     out += ["## 7. Outputs", ""]
     rows = []
-    for category, label in (("checkpoint", "checkpoint"), ("hf_export", "Hugging Face export"), ("quantized_model", "quantized model")):
+    for category, label in (("checkpoint", "checkpoint"), ("hf_export", "Hugging Face export"),
+                            ("importance_matrix", "importance matrix"), ("quantized_model", "quantized model")):
+        if category == "importance_matrix" and not isinstance(o[category], list):
+            continue  # a run without K-quants has none
         if isinstance(o[category], list):
             for entry in o[category]:
                 extra = ""

@@ -8,5 +8,5 @@ ARTIFACT_KINDS = ("file", "directory", "missing", "pipe", "storage")
 # what an artifact is to the pipeline (euroflow.paths.artifact_category decides from the layout)
 ARTIFACT_CATEGORIES = (
     "shard", "dedup", "statistics", "blend", "tokenizer", "indexed_dataset", "checkpoint", "hf_export",
-    "eval_report", "quantized_model", "report", "plot", "training_log", "config", "log", "other",
+    "eval_report", "importance_matrix", "quantized_model", "report", "plot", "training_log", "config", "log", "other",
 )

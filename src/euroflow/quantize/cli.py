@@ -1,4 +1,5 @@
-"""``euroflow quantize``: GGUF export, torch int8 variant, and the quality table. Explicit paths."""
+"""``euroflow quantize``: GGUF export, llama.cpp's K-quants with an importance matrix, torch int8
+variant, and the quality table. Explicit paths."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from euroflow.errors import EuroflowError
 def build_parser() -> argparse.ArgumentParser:
     from euroflow.evaluate.cli import add_scoring_options
     from euroflow.quantize.gguf_export import QTYPES
+    from euroflow.quantize.kquant import KQUANT_FTYPES
 
     parser = argparse.ArgumentParser(prog="euroflow quantize", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -20,6 +22,23 @@ def build_parser() -> argparse.ArgumentParser:
     gguf.add_argument("--name", default=None, help="general.name in the GGUF (default: the model directory name)")
     gguf.add_argument("--out", required=True, help="output .gguf")
     gguf.add_argument("--summary", default=None, help="optional JSON with hparams and tensor types")
+
+    imatrix = sub.add_parser("imatrix", help="importance matrix (as llama-imatrix) over training data of each language")
+    imatrix.add_argument("--model", required=True, help="the Hugging Face directory the F16 GGUF was written from")
+    imatrix.add_argument("--data", nargs="+", required=True, metavar="LANG=PREFIX",
+                         help="each language's training data: a Megatron dataset prefix (PREFIX.bin, PREFIX.idx)")
+    imatrix.add_argument("--tokens-per-language", type=int, required=True)
+    imatrix.add_argument("--chunk-size", type=int, default=None, help="tokens per forward pass (default: the model's context)")
+    imatrix.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    imatrix.add_argument("--out", required=True, help="output .imatrix.gguf")
+
+    kquant = sub.add_parser("kquant", help="F16 GGUF -> a K-quant through llama.cpp's quantizer")
+    kquant.add_argument("--source", required=True, help="the F16 GGUF")
+    kquant.add_argument("--type", required=True, choices=KQUANT_FTYPES)
+    kquant.add_argument("--imatrix", default=None, help="importance matrix from `euroflow quantize imatrix`")
+    kquant.add_argument("--threads", type=int, default=None, help="quantizer threads (default: all cores)")
+    kquant.add_argument("--out", required=True, help="output .gguf")
+    kquant.add_argument("--summary", default=None, help="optional JSON with the tensor types")
 
     int8 = sub.add_parser("int8", help="torch int8 weight-only variant (torchao)")
     int8.add_argument("--model", required=True)
@@ -35,7 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_scoring_options(quality)
     quality.add_argument("--out-json", required=True)
     quality.add_argument("--out-md", required=True)
+    gates = sub.add_parser("gates", help="hold every variant and language of the quality table against its gate")
+    gates.add_argument("--quality", required=True, help="quality.json of `euroflow quantize quality`")
+    gates.add_argument("--gate", action="append", default=[], metavar="VARIANT=BPB,KL",
+                       help="a variant's limits: relative bpb increase and KL divergence (nats per token), '-' for not held; "
+                            "e.g. Q4_K_M=0.06,0.05 or int8=0.01,-")
+    gates.add_argument("--out-json", required=True)
+    gates.add_argument("--out-md", required=True)
     return parser
+
+
+def parse_gate(text: str) -> tuple[str, dict]:
+    name, sep, limits = text.partition("=")
+    values = limits.split(",")
+    try:
+        if not sep or not name or len(values) != 2:
+            raise ValueError
+        bpb, kl = (None if v.strip() == "-" else float(v) for v in values)
+        if (bpb is not None and bpb < 0) or (kl is not None and kl < 0):
+            raise ValueError
+    except ValueError:
+        raise EuroflowError(f"--gate {text!r}: expected VARIANT=BPB,KL with limits >= 0 or '-' (e.g. Q4_K_M=0.06,0.05)") from None
+    return name, {"max_bpb_increase": bpb, "max_kl": kl}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +90,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.summary:
             write_summary(summary, args.summary)
         print(f"{args.out}: {args.type}, {summary['file_size']} bytes, {len(summary['tensor_types'])} tensors")
+    elif args.command == "imatrix":
+        from euroflow.quantize.kquant import compute_imatrix
+
+        datasets = {}
+        for item in args.data:
+            lang, sep, prefix = item.partition("=")
+            if not sep or not lang or not prefix:
+                raise EuroflowError(f"--data {item!r}: expected LANG=PREFIX")
+            datasets[lang] = prefix
+        summary = compute_imatrix(args.model, datasets, args.out, tokens_per_language=args.tokens_per_language,
+                                  chunk_size=args.chunk_size, device=args.device)
+        print(f"{args.out}: {summary['entries']} tensors, {summary['chunks']} chunks of {summary['chunk_size']} tokens, "
+              + ", ".join(f"{lang} {n}" for lang, n in summary["tokens"].items()) + " tokens")
+    elif args.command == "kquant":
+        from euroflow.quantize.gguf_export import write_summary
+        from euroflow.quantize.kquant import quantize
+
+        summary = quantize(args.source, args.out, args.type, imatrix=args.imatrix, threads=args.threads or 0)
+        if args.summary:
+            write_summary(summary, args.summary)
+        used = f", importance matrix of {', '.join(summary['imatrix']['languages'])}" if summary["imatrix"] else ", no importance matrix"
+        print(f"{args.out}: {args.type}, {summary['file_size']} bytes{used}")
     elif args.command == "int8":
         from euroflow.quantize.int8 import export_int8
 
@@ -74,6 +136,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         write_quality(table, args.out_json, args.out_md)
         print(markdown(table))
+    elif args.command == "gates":
+        import sys
+
+        from euroflow.jsonfile import read_json
+        from euroflow.quantize.quality import check_gates, gates_markdown, write_gates
+
+        result = check_gates(read_json(args.quality, "quantization quality table"), dict(parse_gate(g) for g in args.gate))
+        if result["failed"]:
+            print(gates_markdown(result, only_failed=True), file=sys.stderr)
+            worst = "; ".join(f"{r['variant']} {r['language']} {r['verdict'].removeprefix('FAIL: ')}" for r in result["failed"][:5])
+            more = f" and {len(result['failed']) - 5} more" if len(result["failed"]) > 5 else ""
+            raise EuroflowError(f"quantization gates failed for {len(result['failed'])} of {len(result['rows'])} variant-language pairs "
+                                f"({worst}{more}): the table is above; ship without those variants, or set quantization.gates.<variant> "
+                                "in the run config if the loss is acceptable")
+        write_gates(result, args.out_json, args.out_md)
+        print(gates_markdown(result))
     return 0
 
 

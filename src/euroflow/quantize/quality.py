@@ -2,7 +2,10 @@
 
 Variants: the unquantized Hugging Face model (float32), each GGUF file read back with
 ``gguf.GGUFReader`` and dequantized into a float32 ``LlamaForCausalLM`` (so the table measures the
-weight quantization error; activations stay float32), and the torch int8 weight-only model.
+weight quantization error; activations stay float32), and the torch int8 weight-only model. For
+each variant and language also the KL divergence of its next-token distribution from the unquantized
+model's (nats per predicted token, both run on the same batches), and the relative bpb increase.
+:func:`check_gates` holds them against the run config's ``quantization.gates``.
 """
 
 from __future__ import annotations
@@ -58,9 +61,13 @@ def quality_table(
 
     target = resolve_device(device)
 
-    def measure(model) -> dict[str, float]:
+    reference_model = load_model(model_dir, device)
+
+    def measure(model, reference=None) -> dict[str, dict[str, float]]:
         model.to(target)
-        return {lang: bits_per_byte(model, tokenizer, sentences[lang], batch_size=batch_size)["bpb"] for lang in languages}
+        results = {lang: bits_per_byte(model, tokenizer, sentences[lang], batch_size=batch_size, reference=reference) for lang in languages}
+        return {"bpb": {lang: r["bpb"] for lang, r in results.items()},
+                "kl": {lang: r.get("kl_per_token", 0.0) for lang, r in results.items()}}
 
     variants = [
         {
@@ -68,7 +75,7 @@ def quality_table(
             "kind": "hf",
             "path": str(model_dir),
             "file_size": hf_weights_size(model_dir),
-            "bpb": measure(load_model(model_dir, device)),
+            **measure(reference_model),
         }
     ]
     for path in gguf_files:
@@ -83,7 +90,7 @@ def quality_table(
                 "path": str(path),
                 "file_size": path.stat().st_size,
                 "tensor_types": sorted(set(contents.tensor_types.values())),
-                "bpb": measure(model),
+                **measure(model, reference_model),
             }
         )
     if int8_file is not None:
@@ -96,7 +103,7 @@ def quality_table(
                 "method": info["method"],
                 "path": str(int8_file),
                 "file_size": int8_file.stat().st_size,
-                "bpb": measure(model),
+                **measure(model, reference_model),
             }
         )
 
@@ -106,6 +113,9 @@ def quality_table(
         variant["mean_bpb"] = sum(variant["bpb"].values()) / len(languages)
         variant["mean_delta_vs_fp32"] = sum(deltas) / len(deltas)
         variant["max_abs_delta_vs_fp32"] = max(abs(d) for d in deltas)
+        variant["bpb_increase"] = {lang: (variant["bpb"][lang] - reference[lang]) / reference[lang] for lang in languages}
+        variant["mean_kl"] = sum(variant["kl"].values()) / len(languages)
+        variant["max_kl"] = max(variant["kl"].values())
     return {
         "model": str(model_dir),
         "dataset": "FLORES-200 test",
@@ -129,6 +139,9 @@ def _gguf_file_type(contents) -> str:
         int(gguf.LlamaFileType.MOSTLY_F16): "F16",
         int(gguf.LlamaFileType.MOSTLY_Q8_0): "Q8_0",
         int(gguf.LlamaFileType.MOSTLY_Q4_0): "Q4_0",
+        int(gguf.LlamaFileType.MOSTLY_Q6_K): "Q6_K",
+        int(gguf.LlamaFileType.MOSTLY_Q5_K_M): "Q5_K_M",
+        int(gguf.LlamaFileType.MOSTLY_Q4_K_M): "Q4_K_M",
     }
     return names.get(int(value), f"ftype{int(value)}")
 
@@ -144,13 +157,15 @@ def markdown(table: dict) -> str:
         f"Bits per byte on {table['dataset']}{cap} (lower is better); delta = variant - {table['reference']}. "
         "GGUF variants are dequantized and run in float32 (weight error only).",
         "",
-        "| variant | file size (MiB) | mean bpb | mean delta | max abs delta |",
-        "|---|---:|---:|---:|---:|",
+        "KL = KL divergence of the variant's next-token distribution from the reference's, nats per token.",
+        "",
+        "| variant | file size (MiB) | mean bpb | mean delta | max abs delta | mean KL | max KL |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for v in variants:
         lines.append(
             f"| {v['name']} | {v['file_size'] / 2**20:.2f} | {v['mean_bpb']:.4f} | {v['mean_delta_vs_fp32']:+.4f}"
-            f" | {v['max_abs_delta_vs_fp32']:.4f} |"
+            f" | {v['max_abs_delta_vs_fp32']:.4f} | {v['mean_kl']:.5f} | {v['max_kl']:.5f} |"
         )
     lines += ["", "| language | " + " | ".join(v["name"] for v in variants) + " |", "|---|" + "---:|" * len(variants)]
     for lang in langs:
@@ -163,3 +178,57 @@ def markdown(table: dict) -> str:
 def write_quality(table: dict, out_json: str | Path, out_md: str | Path) -> None:
     write_text(out_json, json.dumps(table, indent=2) + "\n")
     write_text(out_md, markdown(table))
+
+
+def gate_arguments(quantization: dict) -> list[str]:
+    """``--gate=VARIANT=BPB,KL`` for each variant of the run config's ``quantization`` ('-': not held)."""
+    names = list(quantization["gguf"]) + (["int8"] if quantization["torch_int8"] else [])
+
+    def limit(value) -> str:
+        return "-" if value is None else repr(float(value))
+
+    gates = quantization["gates"]
+    return [f"--gate={name}={limit(gates[name]['max_bpb_increase'])},{limit(gates[name]['max_kl'])}" for name in names]
+
+
+def gate_name(variant: str) -> str:
+    """The ``quantization.gates`` key of a quality-table variant: gguf-Q4_K_M -> Q4_K_M, torch-int8 -> int8."""
+    return variant.removeprefix("gguf-").removeprefix("torch-")
+
+
+def check_gates(table: dict, gates: dict[str, dict]) -> dict:
+    """Every (variant, language) held against its gate: the relative bpb increase against
+    ``max_bpb_increase`` and the KL divergence against ``max_kl`` (either may be null: not held).
+    Returns the rows (every figure, its limit and the verdict) and the failed ones."""
+    rows = []
+    for variant in table["variants"][1:]:
+        gate = gates.get(gate_name(variant["name"])) or {}
+        for lang in table["languages"]:
+            increase, kl = variant["bpb_increase"][lang], variant["kl"][lang]
+            bpb_limit, kl_limit = gate.get("max_bpb_increase"), gate.get("max_kl")
+            failed = [f"bpb {increase:+.2%} > {bpb_limit:+.2%}"] if bpb_limit is not None and increase > bpb_limit else []
+            failed += [f"KL {kl:.3g} > {kl_limit:.3g}"] if kl_limit is not None and kl > kl_limit else []
+            verdict = "no gate" if bpb_limit is None and kl_limit is None else ("FAIL: " + ", ".join(failed) if failed else "pass")
+            rows.append({"variant": variant["name"], "language": lang, "bpb": variant["bpb"][lang], "bpb_increase": increase,
+                         "max_bpb_increase": bpb_limit, "kl": kl, "max_kl": kl_limit, "verdict": verdict})
+    return {"reference": table["reference"], "gates": gates, "rows": rows,
+            "failed": [r for r in rows if r["verdict"].startswith("FAIL")]}
+
+
+def gates_markdown(result: dict, only_failed: bool = False) -> str:
+    from tabulate import tabulate
+
+    rows = [[r["variant"], r["language"], f"{r['bpb']:.4f}", f"{r['bpb_increase']:+.2%}",
+             "-" if r["max_bpb_increase"] is None else f"{r['max_bpb_increase']:+.2%}", f"{r['kl']:.5f}",
+             "-" if r["max_kl"] is None else f"{r['max_kl']:.4f}", r["verdict"]]
+            for r in (result["failed"] if only_failed else result["rows"])]
+    table = tabulate(rows, headers=["variant", "language", "bpb", "bpb increase", "limit", "KL", "limit", "verdict"],
+                     tablefmt="github", disable_numparse=True, colalign=("left", "left", *["right"] * 5, "left"))
+    return (f"# Quantization gates\n\nEach variant against {result['reference']} per language: relative bits-per-byte "
+            "increase and KL divergence (nats per token), with the run config's limits (`quantization.gates`; - : not held).\n\n"
+            f"{table}\n")
+
+
+def write_gates(result: dict, out_json: str | Path, out_md: str | Path) -> None:
+    write_text(out_json, json.dumps(result, indent=2) + "\n")
+    write_text(out_md, gates_markdown(result))
