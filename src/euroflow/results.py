@@ -53,7 +53,8 @@ def artifacts(paths: RunPaths) -> list[tuple[str, str]]:
     rows += [(f"GGUF {q}", paths.gguf(q)) for q in quant["gguf"]]
     if quant["torch_int8"]:
         rows.append(("torch int8", paths.int8))
-    rows += [("quantization quality", paths.quality("md")), ("quantization gates", paths.gates("md")), ("provenance store", paths.provenance_db)]
+    rows += [("quantization quality", paths.quality("md")), ("size against quality", paths.quality("png")),
+             ("quantization gates", paths.gates("md")), ("provenance store", paths.provenance_db)]
     return rows
 
 

@@ -88,6 +88,8 @@ def test_llama_cpp_quantizes_and_runs_each_k_quant(wide, qtype, types, tmp_path)
     assert contents.metadata["quantize.imatrix.file"] == "wide.imatrix.gguf"
     assert contents.metadata["quantize.imatrix.dataset"] == "en:en.train,de:de.train,ka:ka.train"
     assert contents.metadata["quantize.imatrix.entries_count"] == 15
+    assert contents.metadata["euroflow.imatrix.languages"] == "en,de,ka"
+    assert contents.metadata["euroflow.imatrix.tokens_per_language"] == TOKENS
     assert contents.metadata["general.file_type"] == int(getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype}"))
     assert summary["imatrix"]["languages"] == list(LANGS)
 
@@ -152,3 +154,14 @@ def test_the_importance_matrix_is_its_own_kind_of_artifact():
     paths = RunPaths(train_corpus.tiny_config())
     assert artifact_category(paths.imatrix) == "importance_matrix"
     assert artifact_category(paths.gguf("Q4_K_M")) == "quantized_model"
+
+
+def test_long_lists_fit_llama_cpps_128_byte_strings_visibly():
+    from euroflow.quantize.kquant import _fit
+
+    languages = ",".join(f"l{i:02d}" for i in range(60))
+    fitted = _fit(languages)
+    assert len(fitted.encode()) <= 127 and fitted.endswith(" more") and fitted.startswith("l00,l01,")
+    kept = fitted.split(",+")[0].split(",")
+    assert fitted == ",".join(kept) + f",+{60 - len(kept)} more"
+    assert _fit("en,de") == "en,de"

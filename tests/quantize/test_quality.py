@@ -22,8 +22,9 @@ def test_quality_table_for_two_languages(tiny_model_dir, data_root, variants, tm
     out_json, out_md = tmp_path / "quality.json", tmp_path / "quality.md"
     argv = ["quality", "--model", str(tiny_model_dir), "--gguf", str(gguf_files["F16"]), str(gguf_files["Q8_0"]),
             "--int8", str(int8), "--data-root", str(data_root), "--languages", "en,uk", "--max-sentences", "24",
-            "--out-json", str(out_json), "--out-md", str(out_md)]
+            "--out-json", str(out_json), "--out-md", str(out_md), "--out-png", str(tmp_path / "frontier.png")]
     assert quantize_main(argv) == 0
+    assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = json.loads(out_json.read_text())
     assert table["languages"] == ["en", "uk"]
     assert table["sentences_per_language"] == {"en": 24, "uk": 24}
@@ -96,3 +97,29 @@ def test_gates_pass_with_the_table_and_fail_naming_language_variant_and_figure(t
     assert not out_json.exists()
     with pytest.raises(EuroflowError, match=r"^--gate 'Q8_0=0.01': expected VARIANT=BPB,KL"):
         quantize_main([*gates, "--gate", "Q8_0=0.01"])
+
+
+
+def test_the_kl_is_the_exact_divergence_of_the_two_next_token_distributions(tiny_model_dir, data_root, variants):
+    import torch
+
+    from euroflow.evaluate.bpb import bits_per_byte, flores_sentences
+    from euroflow.evaluate.model import load_model, load_tokenizer
+    from euroflow.quantize.gguf_read import load_gguf_as_hf
+
+    gguf_files, _ = variants
+    tokenizer = load_tokenizer(tiny_model_dir)
+    sentences = flores_sentences(data_root, "de")[:16]
+    reference, variant = load_model(tiny_model_dir, "cpu"), load_gguf_as_hf(gguf_files["Q8_0"])[0]
+    measured = bits_per_byte(variant, tokenizer, sentences, batch_size=5, reference=reference)
+    exact, tokens = 0.0, 0
+    with torch.no_grad():
+        for ids in tokenizer.encode_batch(sentences):
+            x = torch.tensor([[tokenizer.bos_id, *ids, tokenizer.eos_id]])
+            p = torch.log_softmax(reference(x).logits[0, :-1].double(), -1)
+            q = torch.log_softmax(variant(x).logits[0, :-1].double(), -1)
+            exact += float((p.exp() * (p - q)).sum())
+            tokens += x.shape[1] - 1
+    assert tokens == measured["predicted_tokens"]
+    assert measured["kl_per_token"] == pytest.approx(exact / tokens, rel=1e-2)  # padded batches: float32 noise on a KL of ~1e-5
+    assert bits_per_byte(reference, tokenizer, sentences, reference=reference)["kl_per_token"] == pytest.approx(0.0, abs=1e-9)

@@ -41,6 +41,7 @@ rule quantization_quality:
     output:
         json=paths.quality("json"),
         table=paths.quality("md"),
+        plot=paths.quality("png"),
     log:
         paths.log("quantization_quality"),
     params:
@@ -55,7 +56,7 @@ rule quantization_quality:
     shell:
         "euroflow quantize quality --model {input.model:q} --gguf {input.gguf:q} {params.int8:q}"
         " --data-root {params.data_root:q} --languages {params.languages:q} {params.max_sentences:q} --batch-size {params.batch_size:q}"
-        " --threads {threads} --out-json {output.json:q} --out-md {output.table:q} > {log:q} 2>&1"
+        " --threads {threads} --out-json {output.json:q} --out-md {output.table:q} --out-png {output.plot:q} > {log:q} 2>&1"
 
 
 rule quantization_gates:

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scoring_options(quality)
     quality.add_argument("--out-json", required=True)
     quality.add_argument("--out-md", required=True)
+    quality.add_argument("--out-png", default=None, help="size against quality per language (the frontier)")
     gates = sub.add_parser("gates", help="hold every variant and language of the quality table against its gate")
     gates.add_argument("--quality", required=True, help="quality.json of `euroflow quantize quality`")
     gates.add_argument("--gate", action="append", default=[], metavar="VARIANT=BPB,KL",
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
         )
         write_quality(table, args.out_json, args.out_md)
+        if args.out_png:
+            from euroflow.quantize.quality import frontier_plot
+
+            frontier_plot(table, args.out_png)
         print(markdown(table))
     elif args.command == "gates":
         import sys

@@ -202,14 +202,29 @@ def quantize(source: str | Path, out: str | Path, qtype: str, *, imatrix: str | 
     }
 
 
+def _fit(text: str, limit: int = 127) -> str:
+    """A list for a GGUF string override (llama.cpp's are 128 bytes, NUL included), shortened visibly."""
+    if len(text.encode()) <= limit:
+        return text
+    items = text.split(",")
+    for keep in range(len(items) - 1, 0, -1):
+        shortened = ",".join(items[:keep]) + f",+{len(items) - keep} more"
+        if len(shortened.encode()) <= limit:
+            return shortened
+    return text.encode()[:limit].decode(errors="ignore")
+
+
 def _imatrix_metadata(llama_cpp, file_name: str, matrix: dict):
-    """The GGUF keys llama-quantize writes for an importance matrix (``quantize.imatrix.*``), our
-    languages in ``quantize.imatrix.dataset``; an array ended by an empty key, as llama.cpp reads it."""
+    """The GGUF keys llama-quantize writes for an importance matrix (``quantize.imatrix.*``) and ours
+    (``euroflow.imatrix.*``: its languages and tokens per language); an array ended by an empty key,
+    as llama.cpp reads it."""
     values = [
         ("quantize.imatrix.file", file_name),
-        ("quantize.imatrix.dataset", ",".join(matrix["datasets"]) or "unknown"),
+        ("quantize.imatrix.dataset", _fit(",".join(matrix["datasets"]) or "unknown")),
         ("quantize.imatrix.entries_count", len(matrix["entries"])),
         ("quantize.imatrix.chunks_count", int(matrix["chunk_count"] or 0)),
+        (IMATRIX_LANGUAGES_KEY, _fit(",".join(matrix["languages"]))),
+        (IMATRIX_TOKENS_KEY, int(matrix["tokens_per_language"] or 0)),
     ]
     overrides = (llama_cpp.llama_model_kv_override * (len(values) + 1))()
     for entry, (key, value) in zip(overrides, values):
@@ -219,6 +234,6 @@ def _imatrix_metadata(llama_cpp, file_name: str, matrix: dict):
             entry.value.val_i64 = value
         else:
             entry.tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_STR
-            entry.value.val_str = value.encode()[:127]
+            entry.value.val_str = value.encode()
     overrides[len(values)].key = b""
     return overrides

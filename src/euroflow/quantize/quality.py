@@ -4,7 +4,8 @@ Variants: the unquantized Hugging Face model (float32), each GGUF file read back
 ``gguf.GGUFReader`` and dequantized into a float32 ``LlamaForCausalLM`` (so the table measures the
 weight quantization error; activations stay float32), and the torch int8 weight-only model. For
 each variant and language also the KL divergence of its next-token distribution from the unquantized
-model's (nats per predicted token, both run on the same batches), and the relative bpb increase.
+model's (nats per predicted token, exact: the reference stays loaded beside each variant and both run
+on the same batches, so two models' float32 weights are in memory at once), and the relative bpb increase.
 :func:`check_gates` holds them against the run config's ``quantization.gates``.
 """
 
@@ -178,6 +179,45 @@ def markdown(table: dict) -> str:
 def write_quality(table: dict, out_json: str | Path, out_md: str | Path) -> None:
     write_text(out_json, json.dumps(table, indent=2) + "\n")
     write_text(out_md, markdown(table))
+
+
+def frontier_plot(table: dict, out_png: str | Path) -> None:
+    """Size against quality, per language: each variant's file size and its relative bpb increase (left)
+    and KL divergence (right) over the reference; one thin line per language, the mean in bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    from euroflow.atomic import atomic_path
+
+    variants = sorted(table["variants"][1:], key=lambda v: v["file_size"])
+    sizes = [v["file_size"] / 2**20 for v in variants]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    for ax, key, label in ((axes[0], "bpb_increase", "bits-per-byte increase over the reference (%)"),
+                           (axes[1], "kl", "KL divergence from the reference (nats per token)")):
+        scale = 100.0 if key == "bpb_increase" else 1.0
+        for lang in table["languages"]:
+            ax.plot(sizes, [v[key][lang] * scale for v in variants], color="#9aa7b8", linewidth=0.8, alpha=0.6, marker=".")
+        mean = [sum(v[key].values()) / len(table["languages"]) * scale for v in variants]
+        ax.plot(sizes, mean, color="#1f4e79", linewidth=2.5, marker="o", label=f"mean of {len(table['languages'])} languages")
+        worst = max(table["languages"], key=lambda lang: variants[0][key][lang]) if variants else None
+        if worst:
+            ax.plot(sizes, [v[key][worst] * scale for v in variants], color="#b03a2e", linewidth=1.5, label=f"worst at the smallest: {worst}")
+        for size, value, variant in zip(sizes, mean, variants):
+            ax.annotate(variant["name"], (size, value), textcoords="offset points", xytext=(4, 6), fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.set_xlabel("file size (MiB, log scale)")
+        ax.set_ylabel(label)
+        ax.legend(loc="upper right")
+    fig.suptitle(f"Quantization: size against quality on {table['dataset']}, per language (lower is better)")
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
 
 
 def gate_arguments(quantization: dict) -> list[str]:
