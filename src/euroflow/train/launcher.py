@@ -161,6 +161,13 @@ def _alive(job_id: str) -> bool:
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
 
+def _queued_again(job_id: str) -> bool:
+    """Whether Slurm has ``job_id`` waiting or running again (requeued), not merely completing."""
+    proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    states = set(proc.stdout.split()) if proc.returncode == 0 else set()
+    return bool(states & {"PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
+
+
 def _wait_until_out_of_the_queue(job_id: str, poll_s: float, limit_s: float = 120.0) -> None:
     """The tasks have written their results; Slurm still ends the job (epilog, accounting)."""
     deadline = time.time() + limit_s
@@ -372,10 +379,11 @@ def launch(
             results = job.results()
             break
         except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
-            if _alive(job.job_id):  # submitit saw the end of a run that Slurm requeued (NODE_FAIL): it runs again
+            if _queued_again(job.job_id):  # submitit saw the end of a run that Slurm requeued (NODE_FAIL): it runs again
                 failures.watch(job.job_id)
                 _forget_end(job.job_id)
                 job = attach(job.job_id)
+                time.sleep(poll_s)
                 continue
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             reason = next((line for line in reversed(lines) if "Error" in line or "because" in line), lines[-1] if lines else "")
