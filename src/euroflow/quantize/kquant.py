@@ -19,6 +19,7 @@ language-balanced sample of the training data, and hand it to the quantizer as l
 from __future__ import annotations
 
 import ctypes
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,11 @@ def calibration_tokens(datasets: dict[str, str], tokens_per_language: int) -> di
         wanted = min(tokens_per_language, total)
         average = total / len(lengths)
         picks = np.unique(np.linspace(0, len(lengths) - 1, num=min(len(lengths), int(np.ceil(wanted / average)) + 1)).astype(np.int64))
-        tokens, have = [], 0
-        for index in [*picks.tolist(), *range(len(lengths))]:  # then from the start where the spread fell short
+        tokens, have, taken = [], 0, set()
+        for index in itertools.chain(picks.tolist(), range(len(lengths))):  # then from the start where the spread fell short
+            if index in taken:
+                continue
+            taken.add(index)
             document = np.asarray(dataset[int(index)], dtype=np.int64)
             tokens.append(document)
             have += len(document)
