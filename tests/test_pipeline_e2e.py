@@ -57,7 +57,7 @@ def test_every_stage_left_its_outputs(e2e):
     expected += [paths.shard_stats(l) for l in LANGS] + [paths.weights, paths.blend, paths.parity_report("md")]
     expected += [paths.tokenized_prefix(l, "ntrex", "train") + ext for l in LANGS for ext in (".bin", ".idx")]
     expected += [paths.train_log, paths.loss_curve, paths.hf_model + "/config.json"]
-    expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png")]
+    expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png", "lm_eval.json")]
     expected += [paths.gguf("F16"), paths.gguf("Q8_0"), paths.imatrix, paths.gguf("Q4_K_M"), paths.int8, paths.quality("md"), paths.gates("md")]
     expected += [paths.bundle_manifest]
     missing = [p for p in expected if not Path(p).exists()]
@@ -80,8 +80,8 @@ def test_provenance_has_one_row_per_job(e2e):
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
     # 7 data jobs per language (evaluation n-grams, one shard, its dedup bands in one job, merged), weights, blend,
-    # tokenizer, parity, pretrain, export, 3 eval, 2 gguf, importance matrix, 1 K-quant, int8, quality, gates, bundle
-    assert len(jobs) == 7 * len(LANGS) + 18
+    # tokenizer, parity, pretrain, export, 4 eval (bpb, mc, lm-eval, report), 2 gguf, importance matrix, 1 K-quant, int8, quality, gates, bundle
+    assert len(jobs) == 7 * len(LANGS) + 19
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit

@@ -127,7 +127,7 @@ def test_site_check_and_plan_agree_and_end_with_a_verdict(capsys, monkeypatch):
     result = check.check("lumi", EU_1B)
     assert result.problems == [] and result.plan["nodes"] == 4 and result.plan["slurm"]["jobs"] == 3
     assert result.training["parameters"]["nodes"] == result.plan["nodes"]
-    assert result.verdict.startswith("site check lumi: OK: 22 rules; pretrain on 4 nodes (32 GPUs), TP=1 PP=1 DP=32, 35.4 GiB per GPU, "
+    assert result.verdict.startswith("site check lumi: OK: 23 rules; pretrain on 4 nodes (32 GPUs), TP=1 PP=1 DP=32, 35.4 GiB per GPU, "
                                      "105.5 h in 3 chained jobs, 3,376 GPU-hours")
     assert main(["plan", "--site", "lumi", "--config", str(EU_1B), "--json"]) == 0
     planned = json.loads(capsys.readouterr().out)

@@ -6,6 +6,8 @@ import argparse
 
 from euroflow.errors import EuroflowError
 
+from euroflow.evaluate.harness import SHIPPED_TASKS as HARNESS_SETS
+
 
 def _languages(value: str) -> list[str]:
     from euroflow.languages import resolve
@@ -23,6 +25,16 @@ def _tasks(value: str) -> list[str]:
     if not tasks:
         raise EuroflowError("--tasks: empty")
     return tasks
+
+
+def _sets(value: str, *, allow_empty: bool = False) -> list[str]:
+    sets = [t.strip() for t in value.split(",") if t.strip()]
+    for name in sets:
+        if name not in HARNESS_SETS:
+            raise EuroflowError(f"--sets: unknown set {name!r}; known: {', '.join(HARNESS_SETS)}")
+    if not sets and not allow_empty:
+        raise EuroflowError("--sets: empty")
+    return sets
 
 
 def set_threads(threads: int | None) -> None:
@@ -63,9 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_scoring_options(mc)
     mc.add_argument("--out", required=True, help="output JSON")
 
+    tasks = sub.add_parser("lm-eval-tasks", help="lm-evaluation-harness task YAML for the bundle's sets (offline)")
+    tasks.add_argument("--data-root", required=True)
+    tasks.add_argument("--sets", default=",".join(HARNESS_SETS), help=f"comma-separated, of {','.join(HARNESS_SETS)}")
+    tasks.add_argument("--languages", default="all", help="'all' or comma-separated keys")
+    tasks.add_argument("--out-dir", required=True, help="a directory for lm_eval --include_path")
+
+    harness = sub.add_parser("lm-eval", help="lm-evaluation-harness's own evaluator on the bundle's sets (and local tasks)")
+    harness.add_argument("--model", required=True, help="Hugging Face Llama directory")
+    harness.add_argument("--data-root", required=True)
+    harness.add_argument("--sets", default=",".join(HARNESS_SETS), help=f"comma-separated, of {','.join(HARNESS_SETS)}; '' for none")
+    harness.add_argument("--languages", default="all", help="multiple-choice languages: 'all' or comma-separated keys")
+    harness.add_argument("--flores-languages", default=None, help="FLORES languages (default: --languages)")
+    harness.add_argument("--include-path", action="append", default=[], help="a directory of local lm-eval task YAML (repeatable)")
+    harness.add_argument("--extra-tasks", default="", help="comma-separated lm-eval task, tag or group names from --include-path")
+    harness.add_argument("--max-items", type=int, default=0, help="lm-eval's --limit: first N documents per task; 0 = all")
+    add_scoring_options(harness)
+    harness.add_argument("--tasks-dir", required=True, help="where the task YAML of the bundle's sets is written")
+    harness.add_argument("--out", required=True, help="lm-eval results JSON")
+
     report = sub.add_parser("report", help="JSON + Markdown + PNG from bpb/mc results")
     report.add_argument("--bpb", help="bpb JSON")
     report.add_argument("--mc", help="mc JSON")
+    report.add_argument("--lm-eval", help="lm-eval results JSON")
     report.add_argument("--out-json", required=True)
     report.add_argument("--out-md", required=True)
     report.add_argument("--out-png", required=True)
@@ -105,10 +137,33 @@ def main(argv: list[str] | None = None) -> int:
         for task, per_lang in result["tasks"].items():
             cells = ", ".join(f"{lang} {r['acc']:.3f} (chance {r['chance']:.3f})" for lang, r in per_lang.items())
             print(f"{task}: {cells}")
+    elif args.command == "lm-eval-tasks":
+        from euroflow.evaluate.harness import write_task_configs
+
+        names = write_task_configs(args.data_root, _sets(args.sets), _languages(args.languages), args.out_dir)
+        print(f"{args.out_dir}: {len(names)} lm-eval tasks (lm_eval --include_path {args.out_dir} --tasks euroflow)")
+    elif args.command == "lm-eval":
+        from euroflow.evaluate.harness import evaluate_harness, task_configs, write_results, write_task_configs
+
+        sets = _sets(args.sets, allow_empty=True)
+        languages = _languages(args.languages)
+        flores_languages = _languages(args.flores_languages) if args.flores_languages else languages
+        configs = {}
+        if sets:
+            mc_sets = [s for s in sets if s != "flores"]
+            configs = task_configs(args.data_root, mc_sets, languages) if mc_sets else {}
+            if "flores" in sets:
+                configs.update(task_configs(args.data_root, ["flores"], flores_languages))
+        write_task_configs(args.data_root, sets, languages, args.tasks_dir, configs=configs)
+        extra = [t.strip() for t in args.extra_tasks.split(",") if t.strip()]
+        result = evaluate_harness(args.model, args.tasks_dir, [*configs, *extra], include_paths=args.include_path,
+                                  limit=args.max_items or None, batch_size=args.batch_size, device=args.device)
+        write_results(result, args.out)
+        print(f"{args.out}: lm-eval results of {len(result['results'])} tasks")
     elif args.command == "report":
         from euroflow.evaluate.report import write_report
 
-        write_report(args.bpb, args.mc, args.out_json, args.out_md, args.out_png)
+        write_report(args.bpb, args.mc, args.out_json, args.out_md, args.out_png, lm_eval_json=args.lm_eval)
         print(f"wrote {args.out_json}, {args.out_md}, {args.out_png}")
     return 0
 

@@ -18,10 +18,11 @@ def read_results(path: str | Path, kind: str, required: tuple[str, ...]) -> dict
     return document
 
 
-def build_summary(bpb: dict | None, mc: dict | None) -> dict:
-    """The report JSON: bpb per language vs baseline, MC acc per task/language vs chance (no per-item data)."""
-    if bpb is None and mc is None:
-        raise EuroflowError("report: give at least one of the bpb and mc results")
+def build_summary(bpb: dict | None, mc: dict | None, lm_eval: dict | None = None) -> dict:
+    """The report JSON: bpb per language vs baseline, MC acc per task/language vs chance (no per-item data),
+    and lm-eval's figures per task, beside ours for the same set and language."""
+    if bpb is None and mc is None and lm_eval is None:
+        raise EuroflowError("report: give at least one of the bpb, mc and lm-eval results")
     summary: dict = {}
     if bpb is not None:
         baseline = bpb["baseline"]["bpb"]
@@ -54,7 +55,29 @@ def build_summary(bpb: dict | None, mc: dict | None) -> dict:
                 for task, per_lang in mc["tasks"].items()
             },
         }
+    if lm_eval is not None:
+        summary["lm_eval"] = lm_eval_summary(lm_eval, mc)
     return summary
+
+
+def lm_eval_summary(lm_eval: dict, mc: dict | None) -> dict:
+    """``{task: {metric: value, ..., "euroflow": {metric: ours}}}``: lm-eval's point figures (not the
+    stderr ones) and, for the shipped multiple-choice tasks, our scorer's on the same set and language."""
+    from euroflow.evaluate.harness import TAG
+
+    tasks = {}
+    for name, figures in lm_eval["results"].items():
+        row = {key.split(",")[0]: value for key, value in figures.items()
+               if "," in key and "_stderr" not in key and isinstance(value, (int, float))}
+        config = (lm_eval.get("configs") or {}).get(name, {})
+        language = (config.get("dataset_kwargs") or {}).get("language")
+        task_set = name.split("_")[1] if name.startswith(f"{TAG}_") and language else None
+        ours = ((mc or {}).get("tasks", {}).get(task_set) or {}).get(language) if task_set else None
+        if ours is not None:
+            row["euroflow"] = {"acc": ours["acc"], "acc_norm": ours["acc_norm"], "n": ours["n"]}
+        row["n"] = (lm_eval.get("n-samples") or {}).get(name, {}).get("effective")
+        tasks[name] = row
+    return {"lm_eval_version": lm_eval.get("lm_eval_version"), "limit": (lm_eval.get("config") or {}).get("limit"), "tasks": tasks}
 
 
 def markdown(summary: dict) -> str:
@@ -99,7 +122,37 @@ def markdown(summary: dict) -> str:
                     f"| {r['chance']:.3f} | {r['acc'] - r['chance']:+.3f} |"
                 )
         lines.append("")
+    if "lm_eval" in summary:
+        lines += _lm_eval_markdown(summary["lm_eval"])
     return "\n".join(lines)
+
+
+def _lm_eval_markdown(section: dict) -> list[str]:
+    cap = f" (first {section['limit']:g} documents per task)" if section.get("limit") else ""
+    lines = [
+        f"## lm-evaluation-harness {section.get('lm_eval_version') or ''}{cap}",
+        "",
+        "lm-eval's own evaluator on the same sets (results in lm-eval's JSON format). FLORES is "
+        "lm-eval's rolling log-likelihood: each sentence after BOS, without EOS, so its bits per byte "
+        "are a little lower than the table above. euroflow: our scorer on the same items.",
+        "",
+        "| task | docs | acc | acc_norm | bits_per_byte | euroflow acc | euroflow acc_norm |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def cell(value):
+        return "" if value is None else f"{value:.4f}"
+
+    for name, row in section["tasks"].items():
+        ours = row.get("euroflow") or {}
+        # our mc rule may cap at other item counts; compare only like with like
+        same_items = ours.get("n") == row.get("n")
+        lines.append(
+            f"| {name} | {row.get('n') or ''} | {cell(row.get('acc'))} | {cell(row.get('acc_norm'))} | {cell(row.get('bits_per_byte'))} "
+            f"| {cell(ours.get('acc')) if same_items else ''} | {cell(ours.get('acc_norm')) if same_items else ''} |"
+        )
+    lines.append("")
+    return lines
 
 
 def chart(summary: dict, out_png: str | Path) -> None:
@@ -108,7 +161,7 @@ def chart(summary: dict, out_png: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [key for key in ("bpb", "mc") if key in summary]
+    panels = [key for key in ("bpb", "mc") if key in summary] or ["lm_eval"]
     fig, axes = plt.subplots(len(panels), 1, figsize=(14, 4.5 * len(panels)), squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         if panel == "bpb":
@@ -119,6 +172,13 @@ def chart(summary: dict, out_png: str | Path) -> None:
             ax.set_ylabel("bits per byte (lower is better)")
             ax.set_title(f"FLORES-200 {b['split']}: bits per byte")
             ax.tick_params(axis="x", rotation=90)
+        elif panel == "lm_eval":
+            rows = {name: row for name, row in summary["lm_eval"]["tasks"].items() if "acc" in row}
+            ax.bar(list(rows), [row["acc"] for row in rows.values()], color="#3b8a5a", label="acc")
+            ax.tick_params(axis="x", rotation=90)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("accuracy")
+            ax.set_title("lm-evaluation-harness (zero-shot)")
         else:
             m = summary["mc"]
             labels, accs, chances = [], [], []
@@ -147,10 +207,13 @@ def write_report(
     out_json: str | Path,
     out_md: str | Path,
     out_png: str | Path,
+    *,
+    lm_eval_json: str | Path | None = None,
 ) -> dict:
     bpb = read_results(bpb_json, "bpb", ("languages", "baseline")) if bpb_json else None
     mc = read_results(mc_json, "multiple-choice", ("tasks",)) if mc_json else None
-    summary = build_summary(bpb, mc)
+    lm_eval = read_results(lm_eval_json, "lm-eval", ("results", "configs")) if lm_eval_json else None
+    summary = build_summary(bpb, mc, lm_eval)
     write_json(summary, out_json)
     write_text(out_md, markdown(summary))
     chart(summary, out_png)
