@@ -78,13 +78,18 @@ def test_hf_tokenizer_encodes_exactly_like_sentencepiece(pipeline, data_root):
     assert (hf.bos_token_id, hf.eos_token_id, hf.unk_token_id) == (1, 2, 0)
 
 
-def test_sample_follows_blend_weights_and_timing(pipeline):
+def test_sample_follows_its_shares_and_timing(pipeline):
+    # the demo samples for parity: round 0 on the blend's weights, the chosen round on shares within max_factor of them
     summary = pipeline["summary"]
     blend = json.loads(pipeline["blend"].read_text())
-    assert summary["sample_chars"] == pytest.approx(4_000_000, rel=0.03)
+    assert summary["sampling"] == "parity" and summary["sample_chars"] == pytest.approx(4_000_000, rel=0.03)
+    rounds = summary["parity"]["rounds"]
     for entry in blend["languages"]:
-        got = summary["languages"][entry["lang"]]["sampled_chars"]
-        assert got == pytest.approx(entry["weight"] * 4_000_000, rel=0.1), entry["lang"]
+        lang = entry["lang"]
+        assert rounds[0]["shares"][lang] == pytest.approx(entry["weight"]), lang
+        row = summary["languages"][lang]
+        assert row["sampled_chars"] == pytest.approx(row["share"] * 4_000_000, rel=0.1), lang
+        assert 1 / 4 <= row["share"] / entry["weight"] <= 4 * 1.0001, lang
     assert summary["flores_excluded"] is True
     assert summary["training_seconds"] < 60
     print(f"tokenizer training: {summary['training_seconds']:.1f} s for {summary['sample_chars']:,} chars, vocab 8000")

@@ -113,7 +113,18 @@ def write_parity_report(
     splits: Iterable[str] = DEFAULT_SPLITS,
 ) -> dict[str, Any]:
     report = parity_report(tokenizer_dir, data_root, langs, splits=splits)
+    markdown = report_markdown(report)
+    # a tokenizer sampled for parity (tokenizer.sampling: parity) brings its devtest comparison along
+    from euroflow.tokenizer.balance import REPORT_FILE
+
+    sampling = Path(tokenizer_dir) / REPORT_FILE
+    if sampling.is_file():
+        from euroflow.jsonfile import read_json
+        from euroflow.tokenizer.balance import report_markdown as sampling_markdown
+
+        report["sampling_for_parity"] = read_json(sampling, "tokenizer parity sampling report")
+        markdown += "\n" + "\n".join(sampling_markdown(report["sampling_for_parity"]))
     with atomic_path(Path(out_json)) as tmp_json, atomic_path(Path(out_md)) as tmp_md:
         tmp_json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp_md.write_text(report_markdown(report), encoding="utf-8")
+        tmp_md.write_text(markdown, encoding="utf-8")
     return report

@@ -259,34 +259,91 @@ def train_tokenizer(
     tok_cfg = config["tokenizer"]
     seed = int(config["run"].get("seed", 1234))
     exclude = _flores_sentences(data_root(config), clean_shards)
+    vocab_size, coverage = int(tok_cfg["vocab_size"]), float(tok_cfg.get("character_coverage", 0.9995))
+    sample_chars = int(tok_cfg["sample_chars"])
+    out_dir = Path(out_dir)
+
+    def train(directory: Path, texts: list[str]) -> None:
+        _train_into(directory, texts, vocab_size, coverage, seed, name=str(out_dir))
+
+    if tok_cfg.get("sampling", "weighted") == "parity":
+        return _train_for_parity(config, clean_shards, weights, exclude, train, out_dir, blend_path, blend.get("policy"))
     started = time.perf_counter()
-    samples, report = sample_texts(clean_shards, weights, int(tok_cfg["sample_chars"]), seed, exclude)
+    samples, report = sample_texts(clean_shards, weights, sample_chars, seed, exclude)
     sampled = time.perf_counter()
     texts = [line for lang in clean_shards for line in samples[lang]]
     # mixed deterministically, so any cap SentencePiece puts on its input cannot cut one language short
     random.Random(seed).shuffle(texts)
-    out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
-        _train_into(
-            tmp,
-            texts,
-            int(tok_cfg["vocab_size"]),
-            float(tok_cfg.get("character_coverage", 0.9995)),
-            seed,
-            name=str(out_dir),
-        )
+        train(tmp, texts)
         trained = time.perf_counter()
         summary = {
-            "vocab_size": int(tok_cfg["vocab_size"]),
-            "sample_chars_target": int(tok_cfg["sample_chars"]),
+            "vocab_size": vocab_size,
+            "sample_chars_target": sample_chars,
             "sample_chars": sum(r["sampled_chars"] for r in report.values()),
             "sample_lines": len(texts),
             "seed": seed,
             "blend": str(blend_path),
             "blend_policy": blend.get("policy"),
+            "sampling": "weighted",
             "flores_excluded": exclude is not None,
             "languages": report,
         }
         # timings stay out of the artifact, so the same inputs and seed give a byte-identical directory
         (tmp / "training_sample.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return {**summary, "sampling_seconds": sampled - started, "training_seconds": trained - sampled}
+
+
+PARITY_DEFAULTS = {"rounds": 4, "target": 1.5, "max_factor": 4.0, "tolerance": 1.1, "compare_natural": True}
+from euroflow.tokenizer.balance import REPORT_FILE as PARITY_REPORT  # noqa: E402
+
+
+def _train_for_parity(config, clean_shards, weights, exclude, train, out_dir: Path, blend_path, blend_policy) -> dict[str, Any]:
+    """``tokenizer.sampling: parity`` (euroflow.tokenizer.balance): one pool drawn from the shards, rounds trained from it."""
+    from euroflow.config import data_root
+    from euroflow.tokenizer.balance import train_for_parity
+
+    tok_cfg = config["tokenizer"]
+    settings = {**PARITY_DEFAULTS, **tok_cfg.get("parity", {})}
+    seed = int(config["run"].get("seed", 1234))
+    sample_chars = int(tok_cfg["sample_chars"])
+    started = time.perf_counter()
+    pool, report = sample_texts(clean_shards, {lang: w * settings["max_factor"] for lang, w in weights.items()},
+                                sample_chars, seed, exclude)
+    sampled = time.perf_counter()
+
+    def natural() -> list[str]:
+        available = {lang: float(r["available_chars"]) for lang, r in report.items()}
+        total = sum(available.values())
+        samples, _ = sample_texts(clean_shards, {lang: a / total for lang, a in available.items()}, sample_chars, seed, exclude)
+        texts = [line for lang in clean_shards for line in samples[lang]]
+        random.Random(seed).shuffle(texts)
+        return texts
+
+    languages_used = {lang: w for lang, w in weights.items() if lang in clean_shards}
+    with atomic_path(out_dir, directory=True) as tmp:
+        balance = train_for_parity(pool=pool, weights=languages_used, sample_chars=sample_chars, seed=seed,
+                                   data_root=data_root(config), settings=settings, train=train,
+                                   natural=natural if settings["compare_natural"] else None, out_dir=tmp)
+        trained = time.perf_counter()
+        for lang, row in report.items():
+            row["pool_chars"] = row.pop("sampled_chars")
+            row.update(weight=weights.get(lang, 0.0), share=balance["shares"][lang],
+                       target_chars=round(balance["shares"][lang] * sample_chars),
+                       sampled_chars=balance["rounds"][balance["chosen_round"]]["sampled_chars"][lang])
+            row["epochs"] = row["sampled_chars"] / row["available_chars"] if row["available_chars"] else None
+        summary = {
+            "vocab_size": int(tok_cfg["vocab_size"]),
+            "sample_chars_target": sample_chars,
+            "blend": str(blend_path),
+            "blend_policy": blend_policy,
+            "sample_chars": sum(r["sampled_chars"] for r in report.values()),
+            "seed": seed,
+            "sampling": "parity",
+            "flores_excluded": exclude is not None,
+            "languages": report,
+        }
+        (tmp / "training_sample.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        (tmp / PARITY_REPORT).write_text(json.dumps(balance, indent=2) + "\n", encoding="utf-8")
+    return {**summary, "parity": balance,
+            "sampling_seconds": sampled - started, "training_seconds": trained - sampled}
