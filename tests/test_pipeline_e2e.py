@@ -57,11 +57,26 @@ def test_every_stage_left_its_outputs(e2e):
     expected += [paths.shard_stats(l) for l in LANGS] + [paths.weights, paths.blend, paths.parity_report("md")]
     expected += [paths.tokenized_prefix(l, "ntrex", "train") + ext for l in LANGS for ext in (".bin", ".idx")]
     expected += [paths.train_log, paths.loss_curve, paths.hf_model + "/config.json"]
-    expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png", "lm_eval.json")]
+    expected += [paths.eval_file(n) for n in ("report.json", "report.md", "report.png", "lm_eval.json", "learning_curve.png")]
     expected += [paths.gguf("F16"), paths.gguf("Q8_0"), paths.imatrix, paths.gguf("Q4_K_M"), paths.int8, paths.quality("md"), paths.gates("md")]
     expected += [paths.bundle_manifest]
     missing = [p for p in expected if not Path(p).exists()]
     assert not missing
+
+
+def test_the_report_has_the_learning_curve_and_lm_evals_figures(e2e):
+    paths, _ = e2e
+    curve = json.loads(Path(paths.eval_file("learning_curve.json")).read_text())
+    # checkpoints every 15 steps, each evaluated in its own process while training went on
+    assert curve["steps"] == [15, 30] and set(curve["languages"]) == set(LANGS) and not curve["failed"]
+    report = Path(paths.eval_file("report.md")).read_text()
+    assert "## Learning curve" in report and "## lm-evaluation-harness" in report
+    assert "| euroflow_belebele_de | 8 |" in report and "| euroflow_flores_sr_Latn |" in report
+    # passages longer than the 128-token context: lm-eval keeps one more context token than our scorer
+    # (its last token is only a target), so the two may differ by an item here; equal in test_harness.py
+    lm_eval = json.loads(Path(paths.eval_file("lm_eval.json")).read_text())
+    ours = json.loads(Path(paths.eval_file("multiple_choice.json")).read_text())["tasks"]["belebele"]["de"]["acc"]
+    assert abs(lm_eval["results"]["euroflow_belebele_de"]["acc,none"] - ours) <= 1 / 8 + 1e-9
 
 
 def test_training_learns_and_export_matches(e2e):
@@ -80,8 +95,8 @@ def test_provenance_has_one_row_per_job(e2e):
     db = sqlite3.connect(paths.provenance_db)
     jobs = db.execute("select rule, status from jobs").fetchall()
     # 7 data jobs per language (evaluation n-grams, one shard, its dedup bands in one job, merged), weights, blend,
-    # tokenizer, parity, pretrain, export, 4 eval (bpb, mc, lm-eval, report), 2 gguf, importance matrix, 1 K-quant, int8, quality, gates, bundle
-    assert len(jobs) == 7 * len(LANGS) + 19
+    # tokenizer, parity, pretrain, export, 5 eval (bpb, mc, lm-eval, learning curve, report), 2 gguf, importance matrix, 1 K-quant, int8, quality, gates, bundle
+    assert len(jobs) == 7 * len(LANGS) + 20
     assert {status for _, status in jobs} == {"success"}
     (config_hash, commit), = db.execute("select config_hash, git_commit from runs").fetchall()
     assert len(config_hash) == 64 and commit

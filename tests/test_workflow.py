@@ -31,10 +31,10 @@ def test_dry_run_lists_the_five_stages_for_35_languages(repo_root, tmp_path):
     per_language = ("demo_shard", "contamination_index", "prepare_shard", "dedup_band", "dedup_language", "tokenize_shard",
                     "merge_language")
     assert [counts[rule] for rule in per_language] == [35] * 7
-    for rule in ("language_weights", "train_tokenizer", "blend", "pretrain", "export_hf", "bits_per_byte", "multiple_choice", "lm_eval", "int8",
+    for rule in ("language_weights", "train_tokenizer", "blend", "pretrain", "export_hf", "bits_per_byte", "multiple_choice", "lm_eval", "learning_curve", "int8",
                  "imatrix", "gguf_kquant", "quantization_quality", "quantization_gates"):
         assert counts[rule] == 1
-    assert counts["gguf"] == 2 and counts["data_bundle"] == 1 and counts["total"] == 264
+    assert counts["gguf"] == 2 and counts["data_bundle"] == 1 and counts["total"] == 265
 
 
 def test_put_euroflow_on_path_prefers_this_environment(monkeypatch):

@@ -281,6 +281,11 @@ class RunPaths:
         return self._p("train", "train_log.jsonl")
 
     @property
+    def checkpoint_evaluations(self) -> str:
+        """Evaluations of intermediate checkpoints made during training (state, like the checkpoints)."""
+        return self._p("train", "evaluations")
+
+    @property
     def slurm_allocations(self) -> str:
         """One JSON line per Slurm allocation of the training job (requeues included)."""
         return self._p("train", "slurm_allocations.jsonl")

@@ -73,10 +73,36 @@ rule lm_eval:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate lm-eval --model {input.model:q} --data-root {params.data_root:q} --sets {params.sets:q}"
+        "euroflow evaluate lm-eval --model {input.model:q} --data-root {params.data_root:q} --sets={params.sets:q}"
         " --languages {params.languages:q} --flores-languages {params.flores_languages:q} {params.include:q}"
-        " --extra-tasks {params.extra_tasks:q} --max-items {params.max_items:q} --batch-size {params.batch_size:q}"
+        " --extra-tasks={params.extra_tasks:q} --max-items {params.max_items:q} --batch-size {params.batch_size:q}"
         " --threads {threads} --tasks-dir {output.tasks:q} --out {output.results:q} > {log:q} 2>&1"
+
+
+DURING_TRAINING = config["evaluation"]["during_training"]["every_n_checkpoints"] > 0
+
+
+if DURING_TRAINING:
+
+    rule learning_curve:
+        """bpb per language at every evaluated checkpoint; the evaluations ran during training, each in its
+        own process started by pretrain (evaluation.during_training)."""
+        input:
+            log=paths.train_log,
+        output:
+            json=paths.eval_file("learning_curve.json"),
+            table=paths.eval_file("learning_curve.md"),
+            plot=paths.eval_file("learning_curve.png"),
+        log:
+            paths.log("learning_curve"),
+        params:
+            evaluations=paths.checkpoint_evaluations,
+            run=config["run"]["name"],
+        conda:
+            "../../envs/euroflow.yaml"
+        shell:
+            "euroflow evaluate learning-curve --evaluations {params.evaluations:q} --run-name {params.run:q}"
+            " --out-json {output.json:q} --out-md {output.table:q} --out-png {output.plot:q} > {log:q} 2>&1"
 
 
 rule evaluation_report:
@@ -84,6 +110,7 @@ rule evaluation_report:
         bpb=paths.eval_file("bpb.json"),
         mc=paths.eval_file("multiple_choice.json"),
         lm_eval=paths.eval_file("lm_eval.json"),
+        curve=paths.eval_file("learning_curve.json") if DURING_TRAINING else [],
     output:
         json=paths.eval_file("report.json"),
         table=paths.eval_file("report.md"),
@@ -93,5 +120,6 @@ rule evaluation_report:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate report --bpb {input.bpb:q} --mc {input.mc:q} --lm-eval {input.lm_eval:q} --out-json {output.json:q}"
+        "euroflow evaluate report --bpb {input.bpb:q} --mc {input.mc:q} --lm-eval {input.lm_eval:q}"
+        " --learning-curve {input.curve:q} --out-json {output.json:q}"
         " --out-md {output.table:q} --out-png {output.plot:q} > {log:q} 2>&1"

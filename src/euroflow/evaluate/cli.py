@@ -94,10 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
     harness.add_argument("--tasks-dir", required=True, help="where the task YAML of the bundle's sets is written")
     harness.add_argument("--out", required=True, help="lm-eval results JSON")
 
+    ckpt = sub.add_parser("checkpoint", help="bpb per language of a training checkpoint (evaluation during training)")
+    ckpt.add_argument("--config", required=True, help="run config (the model and training sections)")
+    ckpt.add_argument("--checkpoint", required=True, help="an iter_* checkpoint directory")
+    ckpt.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    ckpt.add_argument("--data-root", required=True)
+    ckpt.add_argument("--languages", default="all")
+    ckpt.add_argument("--max-sentences", type=int, default=100, help="the first N FLORES test sentences per language")
+    ckpt.add_argument("--remove-checkpoint", action="store_true", help="remove --checkpoint afterwards (a snapshot made for this)")
+    add_scoring_options(ckpt)
+    ckpt.add_argument("--out", required=True, help="output JSON")
+
+    curve = sub.add_parser("learning-curve", help="bpb per language against the step, from the checkpoint evaluations")
+    curve.add_argument("--evaluations", required=True, help="the directory of iter_*.json (train/evaluations)")
+    curve.add_argument("--run-name", default="")
+    curve.add_argument("--out-json", required=True)
+    curve.add_argument("--out-md", required=True)
+    curve.add_argument("--out-png", required=True)
+
     report = sub.add_parser("report", help="JSON + Markdown + PNG from bpb/mc results")
     report.add_argument("--bpb", help="bpb JSON")
     report.add_argument("--mc", help="mc JSON")
     report.add_argument("--lm-eval", help="lm-eval results JSON")
+    report.add_argument("--learning-curve", help="learning-curve JSON")
     report.add_argument("--out-json", required=True)
     report.add_argument("--out-md", required=True)
     report.add_argument("--out-png", required=True)
@@ -160,10 +179,30 @@ def main(argv: list[str] | None = None) -> int:
                                   limit=args.max_items or None, batch_size=args.batch_size, device=args.device)
         write_results(result, args.out)
         print(f"{args.out}: lm-eval results of {len(result['results'])} tasks")
+    elif args.command == "checkpoint":
+        import shutil
+
+        from euroflow import config as run_config
+        from euroflow.evaluate.during_training import evaluate_checkpoint
+
+        try:
+            result = evaluate_checkpoint(run_config.load(args.config), args.checkpoint, args.tokenizer, args.data_root,
+                                         _languages(args.languages), max_sentences=args.max_sentences, out=args.out,
+                                         batch_size=args.batch_size, device=args.device)
+        finally:
+            if args.remove_checkpoint:
+                shutil.rmtree(args.checkpoint, ignore_errors=True)
+        print(f"{args.out}: step {result['step']}, macro mean bpb {result['macro_mean_bpb']:.4f} over {len(result['languages'])} languages")
+    elif args.command == "learning-curve":
+        from euroflow.evaluate.during_training import learning_curve
+
+        summary = learning_curve(args.evaluations, args.out_json, args.out_md, args.out_png, run_name=args.run_name)
+        print(f"{args.out_json}: {len(summary['steps'])} checkpoints, {len(summary['languages'])} languages")
     elif args.command == "report":
         from euroflow.evaluate.report import write_report
 
-        write_report(args.bpb, args.mc, args.out_json, args.out_md, args.out_png, lm_eval_json=args.lm_eval)
+        write_report(args.bpb, args.mc, args.out_json, args.out_md, args.out_png, lm_eval_json=args.lm_eval,
+                     learning_curve_json=args.learning_curve)
         print(f"wrote {args.out_json}, {args.out_md}, {args.out_png}")
     return 0
 

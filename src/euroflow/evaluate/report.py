@@ -124,6 +124,10 @@ def markdown(summary: dict) -> str:
         lines.append("")
     if "lm_eval" in summary:
         lines += _lm_eval_markdown(summary["lm_eval"])
+    if "learning_curve" in summary:
+        from euroflow.evaluate.during_training import curve_markdown
+
+        lines += [curve_markdown(summary["learning_curve"])]
     return "\n".join(lines)
 
 
@@ -133,8 +137,9 @@ def _lm_eval_markdown(section: dict) -> list[str]:
         f"## lm-evaluation-harness {section.get('lm_eval_version') or ''}{cap}",
         "",
         "lm-eval's own evaluator on the same sets (results in lm-eval's JSON format). FLORES is "
-        "lm-eval's rolling log-likelihood: each sentence after BOS, without EOS, so its bits per byte "
-        "are a little lower than the table above. euroflow: our scorer on the same items.",
+        "lm-eval's rolling log-likelihood: each sentence after BOS, without EOS (and with a limit, the first "
+        "sentences only), so its bits per byte are not the figure of the table above. euroflow: our scorer, "
+        "shown where it scored the same items.",
         "",
         "| task | docs | acc | acc_norm | bits_per_byte | euroflow acc | euroflow acc_norm |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -209,11 +214,14 @@ def write_report(
     out_png: str | Path,
     *,
     lm_eval_json: str | Path | None = None,
+    learning_curve_json: str | Path | None = None,
 ) -> dict:
     bpb = read_results(bpb_json, "bpb", ("languages", "baseline")) if bpb_json else None
     mc = read_results(mc_json, "multiple-choice", ("tasks",)) if mc_json else None
     lm_eval = read_results(lm_eval_json, "lm-eval", ("results", "configs")) if lm_eval_json else None
     summary = build_summary(bpb, mc, lm_eval)
+    if learning_curve_json:
+        summary["learning_curve"] = read_results(learning_curve_json, "learning-curve", ("steps", "languages"))
     write_json(summary, out_json)
     write_text(out_md, markdown(summary))
     chart(summary, out_png)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from euroflow.errors import EuroflowError, exit_status
 
@@ -63,18 +64,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def _pretrain(args: argparse.Namespace, config: dict) -> dict:
     if args.site:
-        from euroflow.train.launcher import launch
+        from euroflow.train.launcher import evaluation_starter, launch
 
         resources = {"nodes": args.nodes, "runtime": args.minutes, "slurm_partition": args.partition, "qos": args.qos}
-        return launch(config, args.blend, args.tokenizer, args.out, site_name=args.site, resources=resources,
-                      allocations=args.allocations, max_requeues=args.max_requeues, max_stalled=args.max_stalled,
-                      max_node_failures=args.max_node_failures, signal_delay_s=args.signal_delay)
+        starter = None
+        if config["evaluation"].get("during_training", {}).get("every_n_checkpoints"):
+            starter = evaluation_starter(args.site, resources, args.out, config["run"]["name"])
+        with _evaluations(args, config, starter):
+            return launch(config, args.blend, args.tokenizer, args.out, site_name=args.site, resources=resources,
+                          allocations=args.allocations, max_requeues=args.max_requeues, max_stalled=args.max_stalled,
+                          max_node_failures=args.max_node_failures, signal_delay_s=args.signal_delay)
     from euroflow.train.guard import DEFAULT_STOP_WAIT_S, trainer_lock
     from euroflow.train.loop import children_die_with_me, pretrain
 
     children_die_with_me()
-    with trainer_lock(args.out, stop_wait_s=args.stop_wait or DEFAULT_STOP_WAIT_S):
+    with trainer_lock(args.out, stop_wait_s=args.stop_wait or DEFAULT_STOP_WAIT_S), _evaluations(args, config):
         return pretrain(config, args.blend, args.tokenizer, args.out, stop_after_step=args.stop_after_step)
+
+
+def _evaluations(args: argparse.Namespace, config: dict, starter=None):
+    """Evaluation during training (evaluation.during_training): each due checkpoint by its own process
+    (on a Slurm site, its own job)."""
+    from euroflow.config import data_root
+    from euroflow.evaluate.during_training import EVALUATIONS_DIR, CheckpointEvaluations
+
+    return CheckpointEvaluations(config_path=args.config, config=config, out_dir=Path(args.out) / EVALUATIONS_DIR,
+                                 tokenizer=args.tokenizer, data_root=str(data_root(config)), starter=starter)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -457,3 +457,69 @@ def _complete_allocations(path: Path, job_id: str) -> None:
         if (job_id, run["restart_count"]) not in known:
             outcome = "node failure: NODE_FAIL" if run["state"] == "NODE_FAIL" else "requeued before training started"
             _append_json_line(path, {**run, "outcome": outcome})
+
+
+def run_euroflow(argv: list[str]) -> None:
+    """A ``euroflow`` command as the body of a submitit job; a non-zero exit fails the job."""
+    from euroflow.cli import main
+
+    code = main(argv)
+    if code:
+        raise RuntimeError(f"euroflow {' '.join(argv[:2])} exited with status {code}")
+
+
+class SlurmEvaluation:
+    """The evaluation of a checkpoint as its own Slurm job (euroflow.evaluate.during_training)."""
+
+    def __init__(self, executor: submitit.SlurmExecutor, argv: list[str], log_path: Path):
+        self.job = executor.submit(run_euroflow, argv)
+        self.log_path = Path(self.job.paths.stdout)
+        self.where = f"as Slurm job {self.job.job_id}"
+        self._error = ""
+
+    def poll(self) -> int | None:
+        if not self.job.done():
+            return None
+        try:
+            self.job.result()
+            return 0
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as exc:
+            self._error = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+            return 1
+
+    def wait(self) -> None:
+        while self.poll() is None:
+            time.sleep(2.0)
+
+    def terminate(self) -> None:
+        self.job.cancel(check=False)
+
+    def failure(self) -> str:
+        from euroflow.evaluate.during_training import last_line
+
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        ours = [line for line in lines if line.startswith("euroflow: error:")]
+        return f"Slurm job {self.job.job_id} failed: {(ours[-1] if ours else last_line(self.log_path) or self._error)[:300]}"
+
+
+def evaluation_starter(site_name: str, resources: dict[str, Any], out_dir: str, run_name: str):
+    """Starts each checkpoint evaluation as a one-task Slurm job with one GPU (if the nodes have any) on
+    the training partition; ``starter(argv, log_path)`` for CheckpointEvaluations."""
+    from euroflow import sites
+    from euroflow.sites import submission
+
+    site = sites.load(site_name)
+    account = submission.account(site)
+    params = submission.training_parameters(site, {**resources, "nodes": 1, "runtime": min(60, int(resources.get("runtime") or 60))},
+                                            account_name=account, job_name=f"euroflow-eval-{run_name}")
+    for key in ("exclusive", "signal_delay_s", "srun_args"):
+        params.pop(key, None)
+    params["ntasks_per_node"] = 1
+    if "gpus_per_node" in params:
+        params["gpus_per_node"] = 1
+    executor = submitit.SlurmExecutor(folder=Path(out_dir).resolve() / "submitit-evaluations", python=submission.python_command(site, account))
+    executor.update_parameters(**params)
+    return lambda argv, log_path: SlurmEvaluation(executor, argv, log_path)

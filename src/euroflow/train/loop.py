@@ -18,6 +18,7 @@ import torch
 from euroflow.atomic import write_text
 from euroflow.config import layout_problem
 from euroflow.errors import EuroflowError
+from euroflow.evaluate.during_training import EVALUATIONS_DIR, is_due, snapshot_for_evaluation
 from euroflow.train import checkpoint, shims
 from euroflow.train.model import quiet_megatron_warnings
 from euroflow.train.plot import plot_loss_curve, read_log
@@ -432,6 +433,9 @@ class _Trainer:
         finally:
             if gathering:
                 self.model.enable_forward_pre_hook()
+        every = self.config["evaluation"].get("during_training", {}).get("every_n_checkpoints", 0)
+        if self.rank == 0 and is_due(step, self.training["checkpoint_interval"], every):
+            snapshot_for_evaluation(checkpoint.iteration_dir(self.ckpt_root, step), self.out_dir / EVALUATIONS_DIR)
 
     def _mfu_per_token_s(self) -> float | None:
         """MFU per token/s of the whole run: (6N + 12*L*H*S) FLOPs per token (as euroflow plan counts
