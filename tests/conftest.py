@@ -35,6 +35,9 @@ def small_pipeline_config(repo_root, data_root):
         cfg["training"].update(train_steps=train_steps, checkpoint_interval=train_steps // 2, warmup_steps=train_steps // 10,
                                global_batch_size=8, micro_batch_size=4)
         cfg["evaluation"]["bpb_languages"] = langs
+        # lm-eval and the checkpoint evaluations are the e2e test's to switch on (they cost minutes elsewhere)
+        cfg["evaluation"]["lm_eval"] = {"sets": []}
+        cfg["evaluation"]["during_training"] = {"every_n_checkpoints": 0}
         return cfg
 
     return make

@@ -37,7 +37,9 @@ def e2e(tmp_path_factory, repo_root, small_pipeline_config, data_root):
     cfg = small_pipeline_config(out, "e2e", LANGS, train_steps=30)
     cfg["paths"]["data_root"] = str(odd_data)
     cfg["tokenizer"]["sample_chars"] = 400_000
-    cfg["evaluation"].update(multiple_choice=["belebele", "xcopa"], max_mc_items=8)
+    cfg["evaluation"].update(multiple_choice=["belebele", "xcopa"], max_mc_items=8,
+                             lm_eval={"sets": ["belebele", "exams", "xcopa", "flores"]},
+                             during_training={"every_n_checkpoints": 1, "max_sentences": 8})
     config_path = out / "e2e.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
@@ -210,7 +212,8 @@ def test_the_run_is_described_by_sidecars_report_and_card(e2e, tmp_path):
     assert all(lang["contamination"]["checked"] and lang["contamination"]["ngram"] == 13 for lang in languages)
     found = {lang["lang"]: lang["contamination"]["by_set"] for lang in languages}
     assert all(n == 0 for sets in found.values() for n in sets.values()), found  # NTREX news shares no 13-gram with them
-    assert {name for sets in found.values() for name in sets} == {"flores", "belebele"}  # en, de: Belebele (the MC task here)
+    # en, de: Belebele (the MC task here), and EXAMS in de, which lm-eval runs too
+    assert {name for sets in found.values() for name in sets} == {"flores", "belebele", "exams"}
     assert "Decontamination (13-word n-grams shared with the evaluation sets the run uses, in 4 languages): " \
            "flores: 0 documents; belebele: 0 documents" in (tmp_path / "card" / "card.md").read_text()
     asked = prov(paths, "contamination", run["id"][:8], "--json")

@@ -141,12 +141,18 @@ class RunPaths:
         return next((root for root in roots if root), self.data_root)
 
     @property
+    def mc_sets(self) -> list[str]:
+        """The multiple-choice sets the run evaluates on: evaluation.multiple_choice and those lm-eval runs."""
+        evaluation = self.config["evaluation"]
+        return list(dict.fromkeys([*evaluation["multiple_choice"], *(s for s in evaluation["lm_eval"]["sets"] if s != "flores")]))
+
+    @property
     def bundle_inputs(self) -> list[str]:
         """Every file of the bundle that a rule of this run reads."""
         cfg, langs = self.config, self.config["languages"]
         files = [f for lang in langs for f in self.bundle_ntrex(lang)] if cfg["data"]["source"]["kind"] == "ntrex-demo" else []
         files += self.bundle_flores(["en", *langs, *cfg["evaluation"]["bpb_languages"]])  # parity is relative to English
-        files += self.bundle_mc(cfg["evaluation"]["multiple_choice"], langs)
+        files += self.bundle_mc(self.mc_sets, langs)
         return list(dict.fromkeys(files))
 
     def raw_shard(self, lang: str) -> str:
@@ -170,7 +176,7 @@ class RunPaths:
 
     def contamination_inputs(self, lang: str) -> list[str]:
         """The bundle files whose texts the language's training documents must not contain."""
-        return self.bundle_flores([lang]) + self.bundle_mc(self.config["evaluation"]["multiple_choice"], [lang])
+        return self.bundle_flores([lang]) + self.bundle_mc(self.mc_sets, [lang])
 
     def dedup_assignment(self, lang: str) -> str:
         return self._p("data", "dedup", f"{lang}.npz")

@@ -20,7 +20,7 @@ def test_every_nth_checkpoint_is_due():
 @pytest.fixture(scope="module")
 def run_with_evaluations(tmp_path_factory, train_inputs, data_root):
     out = tmp_path_factory.mktemp("during-training")
-    config = corpus.tiny_config(train_steps=24, checkpoint_interval=4, keep_checkpoints=2)
+    config = corpus.tiny_config(train_steps=16, checkpoint_interval=4, keep_checkpoints=2)
     config["evaluation"]["during_training"] = {"every_n_checkpoints": 2, "max_sentences": 8}
     config["paths"] = {"data_root": str(data_root)}
     config_path = out / "run.yaml"
@@ -34,9 +34,9 @@ def test_due_checkpoints_are_evaluated_though_rotation_removed_them(run_with_eva
     out, config = run_with_evaluations
     evaluations = out / "train" / "evaluations"
     # keep_checkpoints 2: only the last two checkpoints are left, yet every due one was evaluated from its snapshot
-    assert sorted(p.name for p in (out / "train" / "checkpoints").glob("iter_*")) == ["iter_0000020", "iter_0000024"]
-    points = [json.loads((evaluations / f"iter_{step:07d}.json").read_text()) for step in (8, 16, 24)]
-    assert [p["step"] for p in points] == [8, 16, 24]
+    assert sorted(p.name for p in (out / "train" / "checkpoints").glob("iter_*")) == ["iter_0000012", "iter_0000016"]
+    points = [json.loads((evaluations / f"iter_{step:07d}.json").read_text()) for step in (8, 16)]
+    assert [p["step"] for p in points] == [8, 16]
     assert all(set(p["languages"]) == set(config["evaluation"]["bpb_languages"]) for p in points)
     assert all(p["languages"][lang]["sentences"] == 8 for p in points for lang in p["languages"])
     assert points[-1]["macro_mean_bpb"] < points[0]["macro_mean_bpb"]  # the model learns
@@ -50,10 +50,10 @@ def test_the_learning_curve_table_and_plot(run_with_evaluations, tmp_path):
     assert evaluate_main(["learning-curve", "--evaluations", str(out / "train" / "evaluations"), "--run-name", "t",
                           "--out-json", str(files[0]), "--out-md", str(files[1]), "--out-png", str(files[2])]) == 0
     curve = json.loads(files[0].read_text())
-    assert curve["steps"] == [8, 16, 24] and curve["tokens"] == [8 * 8 * 64, 16 * 8 * 64, 24 * 8 * 64]
+    assert curve["steps"] == [8, 16] and curve["tokens"] == [8 * 8 * 64, 16 * 8 * 64]
     assert set(curve["languages"]) == set(config["evaluation"]["bpb_languages"]) and curve["failed"] == []
     markdown = files[1].read_text()
-    assert "| language | step 8 | step 16 | step 24 | change |" in markdown
+    assert "| language | step 8 | step 16 | change |" in markdown
     first = config["evaluation"]["bpb_languages"][0]
     assert f"| {first} | {curve['languages'][first][0]:.4f} |" in markdown
 

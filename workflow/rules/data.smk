@@ -24,7 +24,7 @@ rule demo_shard:
 
 rule contamination_index:
     """The word n-grams of the evaluation sets the run uses in one language (FLORES, its multiple-choice
-    tasks there), which its training documents must not share."""
+    sets there, ours and lm-eval's), which its training documents must not share."""
     input:
         lambda wildcards: paths.contamination_inputs(wildcards.lang),
     output:
@@ -33,7 +33,7 @@ rule contamination_index:
         paths.log("contamination_index/{lang}"),
     params:
         data_root=paths.bundle_root,
-        tasks=config["evaluation"]["multiple_choice"],
+        tasks=paths.mc_sets,
         ngram=filter_params(config["data"])["decontamination"]["ngram"],
     conda:
         "../../envs/euroflow.yaml"

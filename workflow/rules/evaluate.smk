@@ -50,33 +50,38 @@ LM_EVAL = config["evaluation"]["lm_eval"]
 LM_EVAL_MC_SETS = [s for s in LM_EVAL["sets"] if s != "flores"]
 
 
-rule lm_eval:
-    input:
-        model=paths.hf_model,
-        sets=paths.bundle_mc(LM_EVAL_MC_SETS, LANGS),
-        flores=paths.bundle_flores(config["evaluation"]["bpb_languages"]) if "flores" in LM_EVAL["sets"] else [],
-    output:
-        results=paths.eval_file("lm_eval.json"),
-        tasks=directory(paths.eval_file("lm_eval_tasks")),
-    log:
-        paths.log("lm_eval"),
-    params:
-        data_root=paths.bundle_root,
-        sets=",".join(LM_EVAL["sets"]),
-        languages=",".join(LANGS),
-        flores_languages=",".join(config["evaluation"]["bpb_languages"]),
-        include=[f"--include-path={path}" for path in LM_EVAL["include_paths"]],
-        extra_tasks=",".join(LM_EVAL["extra_tasks"]),
-        max_items=LM_EVAL.get("max_items", config["evaluation"].get("max_mc_items", 0)),
-        batch_size=config["evaluation"]["batch_size"],
-    threads: 1
-    conda:
-        "../../envs/euroflow.yaml"
-    shell:
-        "euroflow evaluate lm-eval --model {input.model:q} --data-root {params.data_root:q} --sets={params.sets:q}"
-        " --languages {params.languages:q} --flores-languages {params.flores_languages:q} {params.include:q}"
-        " --extra-tasks={params.extra_tasks:q} --max-items {params.max_items:q} --batch-size {params.batch_size:q}"
-        " --threads {threads} --tasks-dir {output.tasks:q} --out {output.results:q} > {log:q} 2>&1"
+LM_EVAL_ON = bool(LM_EVAL["sets"] or LM_EVAL["extra_tasks"])
+
+
+if LM_EVAL_ON:
+
+    rule lm_eval:
+        input:
+            model=paths.hf_model,
+            sets=paths.bundle_mc(LM_EVAL_MC_SETS, LANGS),
+            flores=paths.bundle_flores(config["evaluation"]["bpb_languages"]) if "flores" in LM_EVAL["sets"] else [],
+        output:
+            results=paths.eval_file("lm_eval.json"),
+            tasks=directory(paths.eval_file("lm_eval_tasks")),
+        log:
+            paths.log("lm_eval"),
+        params:
+            data_root=paths.bundle_root,
+            sets=",".join(LM_EVAL["sets"]),
+            languages=",".join(LANGS),
+            flores_languages=",".join(config["evaluation"]["bpb_languages"]),
+            include=[f"--include-path={path}" for path in LM_EVAL["include_paths"]],
+            extra_tasks=",".join(LM_EVAL["extra_tasks"]),
+            max_items=LM_EVAL.get("max_items", config["evaluation"].get("max_mc_items", 0)),
+            batch_size=config["evaluation"]["batch_size"],
+        threads: 1
+        conda:
+            "../../envs/euroflow.yaml"
+        shell:
+            "euroflow evaluate lm-eval --model {input.model:q} --data-root {params.data_root:q} --sets={params.sets:q}"
+            " --languages {params.languages:q} --flores-languages {params.flores_languages:q} {params.include:q}"
+            " --extra-tasks={params.extra_tasks:q} --max-items {params.max_items:q} --batch-size {params.batch_size:q}"
+            " --threads {threads} --tasks-dir {output.tasks:q} --out {output.results:q} > {log:q} 2>&1"
 
 
 DURING_TRAINING = config["evaluation"]["during_training"]["every_n_checkpoints"] > 0
@@ -109,7 +114,7 @@ rule evaluation_report:
     input:
         bpb=paths.eval_file("bpb.json"),
         mc=paths.eval_file("multiple_choice.json"),
-        lm_eval=paths.eval_file("lm_eval.json"),
+        lm_eval=paths.eval_file("lm_eval.json") if LM_EVAL_ON else [],
         curve=paths.eval_file("learning_curve.json") if DURING_TRAINING else [],
     output:
         json=paths.eval_file("report.json"),
@@ -120,6 +125,7 @@ rule evaluation_report:
     conda:
         "../../envs/euroflow.yaml"
     shell:
-        "euroflow evaluate report --bpb {input.bpb:q} --mc {input.mc:q} --lm-eval {input.lm_eval:q}"
-        " --learning-curve {input.curve:q} --out-json {output.json:q}"
+        # --opt=VALUE: an empty input list (a part switched off) leaves --opt= rather than a missing word
+        "euroflow evaluate report --bpb {input.bpb:q} --mc {input.mc:q} --lm-eval={input.lm_eval:q}"
+        " --learning-curve={input.curve:q} --out-json {output.json:q}"
         " --out-md {output.table:q} --out-png {output.plot:q} > {log:q} 2>&1"

@@ -51,9 +51,9 @@ class CheckpointEvaluations:
 
     def __init__(self, *, config_path: str, config: dict, out_dir: str | os.PathLike, tokenizer: str, data_root: str,
                  starter=None):
-        settings = config["evaluation"].get("during_training", {})
-        self.every = int(settings.get("every_n_checkpoints", 0))
-        self.max_sentences = int(settings.get("max_sentences", 100))
+        settings = config["evaluation"]["during_training"]
+        self.every = int(settings["every_n_checkpoints"])
+        self.max_sentences = int(settings["max_sentences"])
         self.languages = list(config["evaluation"]["bpb_languages"])
         self.config_path, self.tokenizer, self.data_root = str(config_path), str(tokenizer), str(data_root)
         self.out_dir = Path(out_dir)

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from euroflow.atomic import atomic_path
 from euroflow.errors import EuroflowError
 from euroflow.jsonfile import read_json
+from euroflow.tokenizer.balance import REPORT_FILE as PARITY_REPORT
 
 MODEL_FILE = "tokenizer.model"
 META_FILE = "tokenizer_meta.json"
@@ -294,9 +295,6 @@ def train_tokenizer(
     return {**summary, "sampling_seconds": sampled - started, "training_seconds": trained - sampled}
 
 
-PARITY_DEFAULTS = {"rounds": 4, "target": 1.5, "max_factor": 4.0, "tolerance": 1.1, "compare_natural": True}
-from euroflow.tokenizer.balance import REPORT_FILE as PARITY_REPORT  # noqa: E402
-
 
 def _train_for_parity(config, clean_shards, weights, exclude, train, out_dir: Path, blend_path, blend_policy) -> dict[str, Any]:
     """``tokenizer.sampling: parity`` (euroflow.tokenizer.balance): one pool drawn from the shards, rounds trained from it."""
@@ -304,7 +302,7 @@ def _train_for_parity(config, clean_shards, weights, exclude, train, out_dir: Pa
     from euroflow.tokenizer.balance import train_for_parity
 
     tok_cfg = config["tokenizer"]
-    settings = {**PARITY_DEFAULTS, **tok_cfg.get("parity", {})}
+    settings = tok_cfg["parity"]  # its defaults are the schema's
     seed = int(config["run"].get("seed", 1234))
     sample_chars = int(tok_cfg["sample_chars"])
     started = time.perf_counter()

@@ -68,7 +68,7 @@ def _pretrain(args: argparse.Namespace, config: dict) -> dict:
 
         resources = {"nodes": args.nodes, "runtime": args.minutes, "slurm_partition": args.partition, "qos": args.qos}
         starter = None
-        if config["evaluation"].get("during_training", {}).get("every_n_checkpoints"):
+        if config["evaluation"]["during_training"]["every_n_checkpoints"]:
             starter = evaluation_starter(args.site, resources, args.out, config["run"]["name"])
         with _evaluations(args, config, starter):
             return launch(config, args.blend, args.tokenizer, args.out, site_name=args.site, resources=resources,

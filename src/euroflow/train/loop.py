@@ -433,7 +433,7 @@ class _Trainer:
         finally:
             if gathering:
                 self.model.enable_forward_pre_hook()
-        every = self.config["evaluation"].get("during_training", {}).get("every_n_checkpoints", 0)
+        every = self.config["evaluation"]["during_training"]["every_n_checkpoints"]
         if self.rank == 0 and is_due(step, self.training["checkpoint_interval"], every):
             snapshot_for_evaluation(checkpoint.iteration_dir(self.ckpt_root, step), self.out_dir / EVALUATIONS_DIR)
 
