@@ -144,7 +144,8 @@ class RunPaths:
     def mc_sets(self) -> list[str]:
         """The multiple-choice sets the run evaluates on: evaluation.multiple_choice and those lm-eval runs."""
         evaluation = self.config["evaluation"]
-        return list(dict.fromkeys([*evaluation["multiple_choice"], *(s for s in evaluation["lm_eval"]["sets"] if s != "flores")]))
+        lm_eval = evaluation.get("lm_eval", {}).get("sets", [])  # absent only from a config not validated yet
+        return list(dict.fromkeys([*evaluation["multiple_choice"], *(s for s in lm_eval if s != "flores")]))
 
     @property
     def bundle_inputs(self) -> list[str]:

@@ -259,7 +259,8 @@ def _merge(a: dict, b: dict) -> dict:
 
 
 def write_results(result: dict, out) -> None:
-    """lm-eval's results JSON as its EvaluationTracker writes it (samples, if any, beside it as JSON lines)."""
+    """lm-eval's results JSON as its EvaluationTracker writes it; per-sample records (``log_samples``) are
+    left out of it, as the tracker keeps them in files of their own."""
     from lm_eval.utils import handle_non_serializable
 
     samples = result.pop("samples", None)
